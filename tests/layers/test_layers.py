@@ -1,0 +1,151 @@
+import keras
+import numpy as np
+import pytest
+
+from tf_transformer.layers import (
+    DecoderBlock,
+    EncoderBlock,
+    FeedForward,
+    MultiHeadAttention,
+    PositionalEncoding,
+    TokenEmbedding,
+    masks,
+)
+from tf_transformer.layers.positional import sinusoid_table
+
+D_MODEL = 16
+rng = np.random.default_rng(0)
+
+
+def random_sequence(batch=2, length=5, width=D_MODEL):
+    return rng.normal(size=(batch, length, width)).astype("float32")
+
+
+def test_token_embedding_scales_by_sqrt_d_model_and_ties_logits():
+    embedding = TokenEmbedding(vocab_size=10, d_model=D_MODEL)
+    vectors = np.asarray(embedding(np.array([[4, 7]])))
+    table = np.asarray(embedding.embedding.embeddings)
+    np.testing.assert_allclose(vectors[0], table[[4, 7]] * 4.0, rtol=1e-6)
+    logits = np.asarray(embedding.logits(vectors))
+    np.testing.assert_allclose(logits, vectors @ table.T, rtol=1e-5, atol=1e-5)
+
+
+def test_token_embedding_mask_zero_emits_keras_mask():
+    embedding = TokenEmbedding(vocab_size=10, d_model=D_MODEL, mask_zero=True)
+    np.testing.assert_array_equal(
+        embedding.compute_mask(np.array([[4, 7, 0]])), [[True, True, False]]
+    )
+
+
+def test_sinusoid_table_matches_the_paper_formula():
+    table = sinusoid_table(max_length=50, d_model=8)
+    position, pair = 7, 1  # dims 2 (sin) and 3 (cos) share frequency 10000^(-2/8)
+    angle = position / 10000 ** (2 * pair / 8)
+    np.testing.assert_allclose(table[position, 2:4], [np.sin(angle), np.cos(angle)], rtol=1e-6)
+    np.testing.assert_array_equal(table[0], [0, 1] * 4)
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "learned"])
+def test_positional_encoding_start_index_offsets_positions(kind):
+    layer = PositionalEncoding(kind, max_length=12)
+    zeros = np.zeros((1, 6, D_MODEL), "float32")
+    full = np.asarray(layer(zeros))
+    shifted = np.asarray(layer(zeros[:, :2], start_index=3))
+    np.testing.assert_allclose(shifted, full[:, 3:5], rtol=1e-6)
+
+
+def test_attention_ignores_masked_keys():
+    attention = MultiHeadAttention(D_MODEL, num_heads=4)
+    query, source = random_sequence(length=3), random_sequence(length=4)
+    visible = masks.attention_mask_from_padding(3, np.array([[1, 1, 0, 0]] * 2))
+    changed_source = source.copy()
+    changed_source[:, 2:] = 100.0
+    np.testing.assert_allclose(
+        attention(query, source, attention_mask=visible),
+        attention(query, changed_source, attention_mask=visible),
+        atol=1e-5,
+    )
+
+
+def test_cached_self_attention_equals_causal_attention():
+    attention = MultiHeadAttention(D_MODEL, num_heads=4)
+    sequence = random_sequence(length=5)
+    full = np.asarray(attention(sequence, attention_mask=masks.causal_mask(5)))
+    cache = np.zeros((2, 2, 8, 4, D_MODEL // 4), "float32")
+    steps = []
+    for index in range(5):
+        outputs, cache = attention.cached_self_attention(
+            sequence[:, index : index + 1], cache, index
+        )
+        steps.append(np.asarray(outputs))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_attention_rejects_indivisible_heads():
+    with pytest.raises(ValueError, match="d_model=10 and num_heads=4"):
+        MultiHeadAttention(10, num_heads=4)
+
+
+def test_feed_forward_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="activation must be 'relu' or 'gelu', got 'tanh'"):
+        FeedForward(D_MODEL, 32, activation="tanh")
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_decoder_block_is_causal(normalize_first):
+    block = DecoderBlock(D_MODEL, 4, 32, normalize_first=normalize_first)
+    inputs, encoder_outputs = random_sequence(length=4), random_sequence(length=6)
+    changed = inputs.copy()
+    changed[:, 2:] = -3.0
+    np.testing.assert_allclose(
+        np.asarray(block(inputs, encoder_outputs))[:, :2],
+        np.asarray(block(changed, encoder_outputs))[:, :2],
+        atol=1e-5,
+    )
+
+
+def test_encoder_block_honours_keras_mask_in_a_functional_model():
+    token_ids = keras.Input((None,), dtype="int32")
+    embedded = TokenEmbedding(20, D_MODEL, mask_zero=True)(token_ids)
+    encoded = EncoderBlock(D_MODEL, 4, 32)(embedded)
+    model = keras.Model(token_ids, encoded)
+    short = model(np.array([[5, 6, 7]]))
+    padded = model(np.array([[5, 6, 7, 0, 0]]))
+    np.testing.assert_allclose(np.asarray(padded)[:, :3], np.asarray(short), atol=1e-5)
+    # Without the mask the padding would leak into the real positions.
+    unmasked = keras.Model(
+        token_ids, EncoderBlock(D_MODEL, 4, 32)(TokenEmbedding(20, D_MODEL)(token_ids))
+    )
+    leak = np.asarray(unmasked(np.array([[5, 6, 7, 0, 0]])))[:, :3] - np.asarray(
+        unmasked(np.array([[5, 6, 7]]))
+    )
+    assert np.abs(leak).max() > 1e-3
+
+
+def build_and_call(layer, *inputs):
+    return np.asarray(layer(*inputs))
+
+
+@pytest.mark.parametrize(
+    "layer, inputs",
+    [
+        (TokenEmbedding(12, D_MODEL, tie_output=False, mask_zero=True), (np.array([[1, 2]]),)),
+        (PositionalEncoding("learned", 8), (random_sequence(),)),
+        (
+            MultiHeadAttention(D_MODEL, 2, dropout=0.1),
+            (random_sequence(), random_sequence(length=3)),
+        ),
+        (FeedForward(D_MODEL, 24, activation="gelu"), (random_sequence(),)),
+        (EncoderBlock(D_MODEL, 4, 24, normalize_first=False), (random_sequence(),)),
+        (DecoderBlock(D_MODEL, 4, 24, dropout=0.2), (random_sequence(), random_sequence(length=3))),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, keras.layers.Layer) else "",
+)
+def test_layer_config_round_trips_to_identical_outputs(layer, inputs):
+    expected = build_and_call(layer, *inputs)
+    config = layer.get_config()
+    rebuilt = type(layer).from_config(config)
+    build_and_call(rebuilt, *inputs)
+    rebuilt.set_weights(layer.get_weights())
+    assert rebuilt.get_config() == config
+    np.testing.assert_allclose(build_and_call(rebuilt, *inputs), expected, rtol=1e-6)

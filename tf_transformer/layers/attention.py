@@ -1,0 +1,136 @@
+"""Multi-head attention with a fixed-size key/value cache for incremental decoding.
+
+Why our own layer rather than `keras.layers.MultiHeadAttention` or keras_hub's
+`CachedMultiHeadAttention`: we project keys and values with one fused matmul, keep
+the cache as one ``[B, 2, T, H, Dh]`` tensor per layer (so beam search reorders it
+with a single gather), let cross-attention project the encoder output once per
+sentence instead of once per step, and take boolean masks without Keras's implicit
+mask plumbing. (`keras.ops.dot_product_attention` has no dropout on the attention
+probabilities, so the two einsums are spelled out here.)
+
+Dimension letters: B batch, T query length, S key length, H heads, Dh head width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+from keras import ops
+
+
+class CachedOutput(NamedTuple):
+    """Result of a cached step: its outputs and the updated cache."""
+
+    outputs: object  # [B, T, d_model]
+    cache: object  # [B, 2, max_length, H, Dh], keys then values
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class MultiHeadAttention(keras.layers.Layer):
+    """Scaled dot-product attention over `num_heads` heads of width d_model // num_heads.
+
+    Args:
+        d_model: width of queries, keys, values and the output.
+        num_heads: number of heads; must divide d_model.
+        dropout: dropout rate on the attention probabilities during training.
+
+    Call arguments:
+        query: ``[B, T, d_model]``.
+        source: ``[B, S, d_model]`` sequence to attend to; None means `query`
+            (self-attention).
+        attention_mask: bool ``[B, T, S]``, True where attention is allowed.
+        training: whether dropout is active.
+
+    Example:
+    ```python
+    attention = MultiHeadAttention(d_model=16, num_heads=4)
+    outputs = attention(np.zeros((2, 5, 16)), attention_mask=causal_mask(5))  # [2, 5, 16]
+    ```
+    """
+
+    def __init__(self, d_model, num_heads, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if d_model % num_heads:
+            raise ValueError(
+                f"d_model must be divisible by num_heads, got d_model={d_model} "
+                f"and num_heads={num_heads}"
+            )
+        self.d_model = d_model
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.supports_masking = True
+        self.query_projection = keras.layers.Dense(
+            d_model, dtype=self.dtype_policy, name="query_projection"
+        )
+        self.key_value_projection = keras.layers.Dense(
+            2 * d_model, dtype=self.dtype_policy, name="key_value_projection"
+        )
+        self.output_projection = keras.layers.Dense(
+            d_model, dtype=self.dtype_policy, name="output_projection"
+        )
+        self.probability_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, query_shape, source_shape=None):
+        source_shape = query_shape if source_shape is None else source_shape
+        self.query_projection.build(query_shape)
+        self.key_value_projection.build(source_shape)
+        self.output_projection.build((*query_shape[:-1], self.d_model))
+        self.built = True
+
+    def project_key_value(self, source):
+        """``[B, S, d_model] -> [B, 2, S, H, Dh]``: keys and values of `source`."""
+        key_value = self.key_value_projection(source)  # [B, S, 2 * d_model]
+        batch_size, length = ops.shape(source)[0], ops.shape(source)[1]
+        key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))
+        return ops.transpose(key_value, (0, 2, 1, 3, 4))
+
+    def attend(self, query, key_value, attention_mask=None, training=None):
+        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
+        batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
+        query_heads = ops.reshape(
+            self.query_projection(query),
+            (batch_size, query_length, self.num_heads, self.head_dim),
+        )
+        scores = ops.einsum("bthd,bshd->bhts", query_heads, key_value[:, 0])
+        # Softmax in float32 even under mixed precision.
+        scores = ops.cast(scores, "float32") * (self.head_dim**-0.5)
+        if attention_mask is not None:
+            scores = ops.where(ops.expand_dims(attention_mask, 1), scores, -1e9)
+        probabilities = ops.cast(ops.softmax(scores, axis=-1), query_heads.dtype)
+        probabilities = self.probability_dropout(probabilities, training=training)
+        outputs = ops.einsum("bhts,bshd->bthd", probabilities, key_value[:, 1])
+        outputs = ops.reshape(outputs, (batch_size, query_length, self.d_model))
+        return self.output_projection(outputs)
+
+    def call(self, query, source=None, attention_mask=None, training=None):
+        source = query if source is None else source
+        return self.attend(query, self.project_key_value(source), attention_mask, training)
+
+    def cached_self_attention(self, query, cache, cache_index):
+        """Self-attention for `query` ``[B, T, d_model]`` at positions cache_index..+T.
+
+        Writes this step's keys and values into `cache` ``[B, 2, max_length, H, Dh]``
+        at `cache_index` (in place, static shapes) and attends causally to every
+        position filled so far.
+        """
+        query_length = ops.shape(query)[1]
+        cache = ops.slice_update(
+            cache, (0, 0, cache_index, 0, 0), ops.cast(self.project_key_value(query), cache.dtype)
+        )
+        max_length = ops.shape(cache)[2]
+        query_positions = ops.arange(query_length)[:, None] + cache_index
+        visible = ops.greater_equal(query_positions, ops.arange(max_length)[None, :])
+        return CachedOutput(self.attend(query, cache, visible[None]), cache)
+
+    def compute_output_shape(self, query_shape, source_shape=None):
+        return query_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout,
+        }

@@ -1,0 +1,239 @@
+"""The encoder-decoder Transformer as a `keras.Model`.
+
+Training: ``model({"encoder_inputs": [B, S], "decoder_inputs": [B, T]})`` -> logits
+``[B, T, target_vocab_size]`` (float32 under any precision policy). Generation:
+`encode` once, `initial_cache` once, then `decode_step` per token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import keras
+from keras import ops
+
+from tf_transformer.config import ModelConfig, from_dict
+from tf_transformer.layers import masks
+from tf_transformer.layers.decoder import DecoderBlock
+from tf_transformer.layers.embedding import TokenEmbedding
+from tf_transformer.layers.encoder import EncoderBlock
+from tf_transformer.layers.positional import PositionalEncoding
+
+
+class DecoderCache(NamedTuple):
+    """Everything a decode step needs about earlier steps and the source.
+
+    All fields have the batch on axis 0, so beam search reorders the cache by
+    gathering every tensor along axis 0.
+    """
+
+    self_attention: tuple  # per layer: [B, 2, max_length, H, Dh]
+    cross_attention: tuple  # per layer: [B, 2, S, H, Dh]
+    encoder_padding_mask: object  # [B, S] bool
+
+
+class DecodeStep(NamedTuple):
+    logits: object  # [B, target_vocab_size] float32
+    cache: DecoderCache
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class Seq2SeqTransformer(keras.Model):
+    """Encoder-decoder Transformer (Vaswani et al., 2017) for token ids with PAD=0.
+
+    Args:
+        config: a `ModelConfig` (or its dict form, as stored by `get_config`).
+
+    Example:
+    ```python
+    model = Seq2SeqTransformer(ModelConfig.preset("tiny", source_vocab_size=100,
+                                                  target_vocab_size=100))
+    logits = model({"encoder_inputs": np.array([[5, 6, 3]]),
+                    "decoder_inputs": np.array([[2, 7]])})  # [1, 2, 100]
+    ```
+    """
+
+    def __init__(self, config: ModelConfig | dict, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = from_dict(ModelConfig, config, where="model.")
+        self.config = config
+        policy = self.dtype_policy
+        self.target_embedding = TokenEmbedding(
+            config.target_vocab_size,
+            config.d_model,
+            tie_output=config.tie_output_embeddings,
+            dtype=policy,
+            name="target_embedding",
+        )
+        self.source_embedding = (
+            self.target_embedding
+            if config.share_embeddings
+            else TokenEmbedding(
+                config.source_vocab_size, config.d_model, dtype=policy, name="source_embedding"
+            )
+        )
+        self.position_encoding = PositionalEncoding(
+            config.position_encoding, config.max_length, dtype=policy, name="position_encoding"
+        )
+        # Learned positions are not shared between source and target.
+        self.target_position_encoding = (
+            self.position_encoding
+            if config.position_encoding == "sinusoidal"
+            else PositionalEncoding(
+                "learned", config.max_length, dtype=policy, name="target_position_encoding"
+            )
+        )
+        self.embedding_dropout = keras.layers.Dropout(config.dropout, dtype=policy)
+        block_arguments = dict(
+            d_model=config.d_model,
+            num_heads=config.num_heads,
+            ffn_dim=config.ffn_dim,
+            dropout=config.dropout,
+            attention_dropout=config.attention_dropout,
+            activation=config.activation,
+            normalize_first=config.normalize_first,
+            layer_norm_epsilon=config.layer_norm_epsilon,
+            dtype=policy,
+        )
+        self.encoder_blocks = [
+            EncoderBlock(**block_arguments, name=f"encoder_block_{index}")
+            for index in range(config.num_encoder_layers)
+        ]
+        self.decoder_blocks = [
+            DecoderBlock(**block_arguments, name=f"decoder_block_{index}")
+            for index in range(config.num_decoder_layers)
+        ]
+        # Pre-LN stacks end in a LayerNorm; post-LN blocks already normalize last.
+        self.encoder_final_norm = self.decoder_final_norm = None
+        if config.normalize_first:
+            self.encoder_final_norm = keras.layers.LayerNormalization(
+                epsilon=config.layer_norm_epsilon, dtype=policy, name="encoder_final_norm"
+            )
+            self.decoder_final_norm = keras.layers.LayerNormalization(
+                epsilon=config.layer_norm_epsilon, dtype=policy, name="decoder_final_norm"
+            )
+
+    def build(self, inputs_shape=None):
+        sequence_shape = (None, None, self.config.d_model)
+        # Shared embeddings and sinusoidal tables appear twice in this list.
+        for layer, shape in (
+            (self.source_embedding, (None, None)),
+            (self.target_embedding, (None, None)),
+            (self.position_encoding, sequence_shape),
+            (self.target_position_encoding, sequence_shape),
+        ):
+            if not layer.built:
+                layer.build(shape)
+        for block in self.encoder_blocks:
+            block.build(sequence_shape)
+        for block in self.decoder_blocks:
+            block.build(sequence_shape, sequence_shape)
+        for norm in (self.encoder_final_norm, self.decoder_final_norm):
+            if norm is not None:
+                norm.build(sequence_shape)
+        self.built = True
+
+    def _check_length(self, token_ids, what):
+        length = token_ids.shape[1]
+        if length is not None and length > self.config.max_length:
+            raise ValueError(
+                f"{what} has {length} tokens but model.max_length is {self.config.max_length}"
+            )
+
+    def _embed(self, token_ids, embedding, position_encoding, start_index=0, training=None):
+        embedded = position_encoding(embedding(token_ids), start_index=start_index)
+        return self.embedding_dropout(embedded, training=training)
+
+    def encode(self, encoder_inputs, training=None):
+        """``[B, S]`` ids -> ``[B, S, d_model]`` encoder outputs."""
+        self._check_length(encoder_inputs, "encoder_inputs")
+        padding_mask = masks.padding_mask(encoder_inputs)
+        outputs = self._embed(
+            encoder_inputs, self.source_embedding, self.position_encoding, training=training
+        )
+        for block in self.encoder_blocks:
+            outputs = block(outputs, padding_mask=padding_mask, training=training)
+        if self.encoder_final_norm is not None:
+            outputs = self.encoder_final_norm(outputs)
+        return outputs
+
+    def _logits(self, decoder_outputs):
+        if self.decoder_final_norm is not None:
+            decoder_outputs = self.decoder_final_norm(decoder_outputs)
+        return ops.cast(self.target_embedding.logits(decoder_outputs), "float32")
+
+    def decode(self, decoder_inputs, encoder_outputs, encoder_padding_mask, training=None):
+        """Teacher-forced decoder: ``[B, T]`` ids -> ``[B, T, vocab]`` float32 logits."""
+        self._check_length(decoder_inputs, "decoder_inputs")
+        padding_mask = masks.padding_mask(decoder_inputs)
+        outputs = self._embed(
+            decoder_inputs,
+            self.target_embedding,
+            self.target_position_encoding,
+            training=training,
+        )
+        for block in self.decoder_blocks:
+            outputs = block(
+                outputs,
+                encoder_outputs,
+                padding_mask=padding_mask,
+                encoder_padding_mask=encoder_padding_mask,
+                training=training,
+            )
+        return self._logits(outputs)
+
+    def call(self, inputs, training=None):
+        encoder_inputs = inputs["encoder_inputs"]
+        encoder_outputs = self.encode(encoder_inputs, training=training)
+        return self.decode(
+            inputs["decoder_inputs"],
+            encoder_outputs,
+            masks.padding_mask(encoder_inputs),
+            training=training,
+        )
+
+    def initial_cache(self, encoder_outputs, encoder_padding_mask, max_length=None):
+        """An empty self-attention cache for `max_length` steps (default
+        config.max_length) and the cross-attention keys/values of the source."""
+        max_length = max_length or self.config.max_length
+        batch_size = ops.shape(encoder_outputs)[0]
+        empty = ops.zeros(
+            (batch_size, 2, max_length, self.config.num_heads, self.config.head_dim),
+            dtype=self.compute_dtype,
+        )
+        return DecoderCache(
+            self_attention=tuple(empty for _ in self.decoder_blocks),
+            cross_attention=tuple(
+                block.project_encoder_key_value(encoder_outputs) for block in self.decoder_blocks
+            ),
+            encoder_padding_mask=ops.cast(encoder_padding_mask, "bool"),
+        )
+
+    def decode_step(self, token_ids, cache: DecoderCache, index) -> DecodeStep:
+        """Logits for the token after `token_ids` ``[B]`` placed at position `index`."""
+        outputs = self._embed(
+            token_ids[:, None],
+            self.target_embedding,
+            self.target_position_encoding,
+            start_index=index,
+            training=False,
+        )
+        updated_self_attention = []
+        for block, layer_cache, encoder_key_value in zip(
+            self.decoder_blocks, cache.self_attention, cache.cross_attention, strict=True
+        ):
+            outputs, layer_cache = block.cached_call(
+                outputs, layer_cache, index, encoder_key_value, cache.encoder_padding_mask
+            )
+            updated_self_attention.append(layer_cache)
+        logits = self._logits(outputs)[:, 0]  # [B, vocab]
+        return DecodeStep(logits, cache._replace(self_attention=tuple(updated_self_attention)))
+
+    def get_config(self):
+        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
