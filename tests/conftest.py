@@ -1,4 +1,4 @@
-"""Shared test setup: quiet TensorFlow logs and deterministic weights."""
+"""Shared test setup: quiet logs, two logical CPU devices, deterministic weights."""
 
 import os
 
@@ -6,6 +6,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs let tests run MirroredStrategy with two replicas (as OpenNMT-tf
+# does); this must happen before TensorFlow initialises its devices.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +22,8 @@ def _seeded_float32():
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def two_cpu_strategy():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -1,0 +1,1 @@
+"""Training: loss, metrics, learning-rate schedule, distribution strategy, model.fit."""

@@ -1,0 +1,84 @@
+"""Label-smoothed cross-entropy averaged over the real tokens of the global batch."""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+import tensorflow as tf
+from keras import ops
+
+from tf_transformer.constants import PAD
+
+
+def label_smoothed_token_losses(targets, logits, label_smoothing: float):
+    """Per-token loss ``[B, T]`` against targets smoothed uniformly over the vocabulary.
+
+    Equal to cross-entropy with ``(1 - eps) * one_hot + eps / vocab`` targets, computed
+    from log-sum-exp without materialising the one-hot tensor.
+    """
+    logits = ops.cast(logits, "float32")
+    log_normalizer = ops.logsumexp(logits, axis=-1)  # [B, T]
+    target_logits = ops.take_along_axis(
+        logits, ops.expand_dims(ops.cast(targets, "int32"), -1), axis=-1
+    )[..., 0]
+    negative_log_likelihood = log_normalizer - target_logits
+    uniform_cross_entropy = log_normalizer - ops.mean(logits, axis=-1)
+    return (1.0 - label_smoothing) * negative_log_likelihood + (
+        label_smoothing * uniform_cross_entropy
+    )
+
+
+def _global_sum(value):
+    """Sum of `value` over all replicas (identity outside a multi-replica step)."""
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is None or replica_context.num_replicas_in_sync == 1:
+        return value
+    return replica_context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class MaskedLabelSmoothedCrossEntropy(keras.losses.Loss):
+    """Label-smoothed cross-entropy, averaged over the non-PAD target tokens of the
+    global batch.
+
+    Keras's mean reductions average per replica and then over replicas, which
+    weights a replica holding a short bucket the same as one holding a long one.
+    Here each replica returns (its token-loss sum) / (the real-token count summed over
+    all replicas) with reduction "sum", so the gradients Keras sums across replicas
+    are exactly those of the global per-token mean.
+
+    Args:
+        label_smoothing: probability mass spread uniformly over the vocabulary.
+    """
+
+    def __init__(self, label_smoothing=0.1, name="masked_label_smoothed_cross_entropy"):
+        super().__init__(name=name, reduction="sum")
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        real_tokens = ops.cast(ops.not_equal(y_true, PAD), "float32")
+        token_losses = label_smoothed_token_losses(y_true, y_pred, self.label_smoothing)
+        global_real_tokens = ops.maximum(_global_sum(ops.sum(real_tokens)), 1.0)
+        return token_losses * real_tokens / global_real_tokens
+
+    def get_config(self):
+        return {"name": self.name, "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class MaskedAccuracy(keras.metrics.Mean):
+    """Share of non-PAD target tokens whose arg-max prediction is right."""
+
+    def __init__(self, name="accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        correct = ops.equal(
+            ops.cast(ops.argmax(y_pred, axis=-1), "int32"), ops.cast(y_true, "int32")
+        )
+        return super().update_state(correct, sample_weight=ops.not_equal(y_true, PAD))
+
+
+def perplexity_metric():
+    """exp(mean negative log-likelihood) over non-PAD tokens, without smoothing."""
+    return keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=PAD, name="perplexity")

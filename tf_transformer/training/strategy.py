@@ -1,0 +1,49 @@
+"""Picks the tf.distribute strategy for the hardware at hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+STRATEGY_CHOICES = ("auto", "tpu", "multi_worker", "mirrored", "default")
+
+
+def _tpu_strategy(tpu_address: str = ""):
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _tpu_available() -> bool:
+    """True on a Colab/Cloud TPU VM or where a TPU address is configured."""
+    if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
+        return True
+    return bool(tf.config.list_logical_devices("TPU"))
+
+
+def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
+    """The strategy for `kind`; "auto" tries, in order: a TPU (TPUClusterResolver),
+    several workers (TF_CONFIG is set), several GPUs (MirroredStrategy), else the
+    default single-device strategy."""
+    if kind not in STRATEGY_CHOICES:
+        raise ValueError(f"strategy must be one of {STRATEGY_CHOICES}, got {kind!r}")
+    if kind == "tpu" or (kind == "auto" and _tpu_available()):
+        strategy = _tpu_strategy()
+    elif kind == "multi_worker" or (
+        kind == "auto" and len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}))
+    ):
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif kind == "mirrored" or (kind == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    logger.info(
+        "Using %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync
+    )
+    return strategy
