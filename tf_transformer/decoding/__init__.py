@@ -1,0 +1,1 @@
+"""Generation: search strategies over the model's cached decoder, and strings in/out."""
