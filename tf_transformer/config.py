@@ -7,10 +7,15 @@ Every field is documented where it is declared. Unknown keys and bad values rais
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 ConfigT = TypeVar("ConfigT")
+
+STRATEGY_CHOICES = ("auto", "tpu", "multi_worker", "mirrored", "default")
 
 
 def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], where: str = "") -> ConfigT:
@@ -23,7 +28,8 @@ def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], where: str
     if unknown:
         raise ValueError(
             f"Unknown config key {where}{unknown[0]!s}; "
-            f"valid keys for {where or config_class.__name__}: {', '.join(sorted(known))}"
+            f"valid keys for {where.rstrip('.') or config_class.__name__}: "
+            f"{', '.join(sorted(known))}"
         )
     return config_class(**values)
 
@@ -130,6 +136,76 @@ class ModelConfig:
         return from_dict(cls, {**MODEL_PRESETS[name], **overrides}, where="model.")
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, precision, distribution and run-directory behaviour of `train`."""
+
+    # Optimizer steps in total (restarting resumes towards the same number).
+    steps: int = 3000
+    # Steps between validations; each is one Keras "epoch" in the progress bar.
+    eval_every: int = 500
+    # "adam" or "adamw" (decoupled weight decay).
+    optimizer: str = "adam"
+    # Learning rate at the end of warmup; then it decays as 1/sqrt(step).
+    peak_learning_rate: float = 1e-3
+    # Steps of linear learning-rate warmup.
+    warmup_steps: int = 400
+    # Adam moment decay rates and epsilon (beta_2=0.98 as in Vaswani et al.).
+    beta_1: float = 0.9
+    beta_2: float = 0.98
+    epsilon: float = 1e-9
+    # AdamW weight decay (ignored by adam).
+    weight_decay: float = 0.0
+    # Clip gradients to this global norm; 0 disables clipping.
+    clip_norm: float = 1.0
+    # Accumulate gradients over this many batches before each update.
+    gradient_accumulation_steps: int = 1
+    # Probability mass spread uniformly over the vocabulary in the loss.
+    label_smoothing: float = 0.1
+    # "float32", "mixed_bfloat16", "mixed_float16" (with loss scaling), or "auto":
+    # bfloat16 on TPU, float16 on GPU, float32 on CPU.
+    precision: str = "auto"
+    # Compile the training step with XLA.
+    jit_compile: bool = True
+    # Training steps run per call into the compiled function (fewer host round trips).
+    steps_per_execution: int = 1
+    # "auto", "tpu", "multi_worker", "mirrored" or "default" (see training/strategy.py).
+    strategy: str = "auto"
+    # Seed for weights, shuffling and dropout.
+    seed: int = 0
+    # Steps between BackupAndRestore saves (rerun the same command to resume).
+    backup_every: int = 100
+    # Stop after this many validations without a better BLEU; 0 never stops early.
+    early_stopping_patience: int = 0
+    # Average the weights of the last N validation checkpoints at the end; 0 or 1: off.
+    average_last: int = 0
+    # Validation sentences translated (greedy) to compute BLEU at each validation.
+    bleu_sentences: int = 200
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            self,
+            "steps",
+            "eval_every",
+            "warmup_steps",
+            "gradient_accumulation_steps",
+            "steps_per_execution",
+            "backup_every",
+            "bleu_sentences",
+        )
+        _require_choice(self, "optimizer", ("adam", "adamw"))
+        _require_choice(self, "precision", ("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+        _require_choice(self, "strategy", STRATEGY_CHOICES)
+        _require_rate(self, "label_smoothing", "beta_1", "beta_2")
+        if self.peak_learning_rate <= 0:
+            raise ValueError(
+                f"peak_learning_rate must be positive, got {self.peak_learning_rate!r}"
+            )
+        for name in ("clip_norm", "weight_decay", "early_stopping_patience", "average_last"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+
 # Architectures by name. `base` and `big` are Vaswani et al. (2017), Table 3.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to train in CI and in the offline default run.
@@ -150,3 +226,156 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         dropout=0.3,
     ),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where parallel text comes from and how it becomes batches (see tf_transformer.data)."""
+
+    # Corpus: "synthetic" (built in, offline), "tfds", "files" or "multi30k".
+    source: str = "synthetic"
+    # TFDS translation dataset as "name/config", e.g. "wmt14_translate/de-en" (source "tfds").
+    tfds_name: str = ""
+    # Directory TFDS reads prepared data from; "" uses TFDS's default (~/tensorflow_datasets).
+    tfds_data_dir: str = ""
+    # Corpus directory (source "files": SPLIT.LANG, SPLIT.LANG.gz, SPLIT.tsv or SPLIT.tsv.gz
+    # for SPLIT in train/validation/test; source "multi30k": its raw train/val/test_2016_flickr).
+    data_dir: str = ""
+    # Source language: a TFDS feature key or a file suffix ("en" for train.en).
+    source_language: str = "en"
+    # Target language, same convention as source_language.
+    target_language: str = "de"
+    # Seed that generates the synthetic corpus (source "synthetic").
+    synthetic_seed: int = 0
+    # Synthetic training pairs.
+    synthetic_train_size: int = 20_000
+    # Synthetic validation pairs, and as many test pairs; no pair is in two splits.
+    synthetic_eval_size: int = 500
+    # Path prefix of the SentencePiece model: PREFIX.model when joint_vocabulary, else
+    # PREFIX.SOURCE_LANGUAGE.model and PREFIX.TARGET_LANGUAGE.model.
+    vocabulary_prefix: str = "runs/vocabulary/sentencepiece"
+    # Pieces per vocabulary, the special ids PAD=0 UNK=1 BOS=2 EOS=3 included.
+    vocab_size: int = 1000
+    # SentencePiece algorithm: "unigram" or "bpe".
+    vocab_model_type: str = "unigram"
+    # One vocabulary for both languages (for ModelConfig.share_embeddings); else one each.
+    joint_vocabulary: bool = True
+    # Longest sequence kept, in tokens with EOS (source) or BOS (target); longer pairs are
+    # dropped and counted, like pairs with an empty side.
+    max_length: int = 128
+    # Tokens in one global batch (batch size * padded length), split evenly over replicas.
+    batch_tokens: int = 4096
+    # Shortest bucket length; bucket lengths grow from here to max_length.
+    min_bucket_length: int = 8
+    # Ratio between consecutive bucket lengths (> 1): larger means fewer batch shapes
+    # (faster XLA / TPU compilation) and more padding.
+    bucket_growth: float = 1.1
+    # Pairs held in the shuffle buffer.
+    shuffle_buffer_size: int = 100_000
+    # Seed of the shuffle order; reshuffled every epoch, the same way on every run.
+    shuffle_seed: int = 0
+    # Keep tokenized pairs in memory after the first pass, so later epochs skip tokenization.
+    cache: bool = True
+    # Pad every batch to its bucket length and drop partial batches, so batch shapes come
+    # from a small fixed set (pipeline.static_batch_shapes): for TPU / XLA.
+    static_shapes: bool = False
+
+    def __post_init__(self) -> None:
+        _require_choice(self, "source", ("synthetic", "tfds", "files", "multi30k"))
+        _require_positive(
+            self,
+            "synthetic_train_size",
+            "synthetic_eval_size",
+            "vocab_size",
+            "max_length",
+            "batch_tokens",
+            "min_bucket_length",
+            "shuffle_buffer_size",
+        )
+        _require_choice(self, "vocab_model_type", ("unigram", "bpe"))
+        if self.source == "tfds" and not self.tfds_name:
+            raise ValueError('source="tfds" needs tfds_name, e.g. "wmt14_translate/de-en"')
+        if self.source in ("files", "multi30k") and not self.data_dir:
+            raise ValueError(f"source={self.source!r} needs data_dir")
+        if self.source_language == self.target_language:
+            raise ValueError(
+                f"source_language and target_language must differ, both are "
+                f"{self.source_language!r}"
+            )
+        if self.bucket_growth <= 1.0:
+            raise ValueError(f"bucket_growth must be > 1, got {self.bucket_growth!r}")
+        if self.min_bucket_length > self.max_length:
+            raise ValueError(
+                f"min_bucket_length ({self.min_bucket_length}) must not exceed "
+                f"max_length ({self.max_length})"
+            )
+        if self.batch_tokens < self.max_length:
+            raise ValueError(
+                f"batch_tokens ({self.batch_tokens}) must be at least max_length "
+                f"({self.max_length}), or the longest pairs would fit in no batch"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole run: what to train, on which data, and how. YAML sections: `model`
+    (with an optional `preset` key that the other keys override), `data`, `train`."""
+
+    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig.preset("tiny"))
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
+        sections = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - sections)
+        if unknown:
+            raise ValueError(
+                f"Unknown config section {unknown[0]!r}; "
+                f"valid sections: {', '.join(sorted(sections))}"
+            )
+        for name in sections:
+            if not isinstance(values.get(name) or {}, Mapping):
+                raise ValueError(f"Config section {name!r} must be a mapping of keys to values")
+        model_values = dict(values.get("model") or {})
+        return cls(
+            model=ModelConfig.preset(model_values.pop("preset", "tiny"), **model_values),
+            data=from_dict(DataConfig, values.get("data") or {}, where="data."),
+            train=from_dict(TrainConfig, values.get("train") or {}, where="train."),
+        )
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+def load(
+    config_files: Iterable[str | Path] = (), overrides: Iterable[str] = ()
+) -> ExperimentConfig:
+    """Reads YAML files (later ones override earlier ones, key by key), then applies
+    ``section.key=value`` overrides (values parsed as YAML: ``train.steps=100``)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in map(Path, config_files):
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML: {error}") from error
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
+        for section, section_values in values.items():
+            if not isinstance(section_values, Mapping):
+                raise ValueError(f"{path}: section {section!r} must be a mapping of keys to values")
+            merged.setdefault(section, {}).update(section_values)
+    for override in overrides:
+        key, separator, value = override.partition("=")
+        section, dot, field_name = key.strip().partition(".")
+        if not separator or not dot or not field_name:
+            raise ValueError(f"Override {override!r} must look like section.key=value")
+        merged.setdefault(section, {})[field_name] = yaml.safe_load(value)
+    return ExperimentConfig.from_dict(merged)
+
+
+def save(config: ExperimentConfig, path: str | Path) -> None:
+    """Writes the fully resolved config as YAML that `load` reads back to the same config."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -8,9 +8,9 @@ import os
 
 import tensorflow as tf
 
-logger = logging.getLogger(__name__)
+from tf_transformer.config import STRATEGY_CHOICES
 
-STRATEGY_CHOICES = ("auto", "tpu", "multi_worker", "mirrored", "default")
+logger = logging.getLogger(__name__)
 
 
 def _tpu_strategy(tpu_address: str = ""):
