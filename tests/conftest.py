@@ -24,6 +24,8 @@ def _seeded_float32():
     keras.config.set_dtype_policy("float32")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def two_cpu_strategy():
+    # One instance per process: separate MirroredStrategy instances can hand out
+    # clashing collective instance keys.
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -4,7 +4,12 @@ calls one library function; no logic lives here."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import sys
+from pathlib import Path
+
+from tf_transformer import config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,15 +18,104 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, decode and export Transformer translation models.",
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    del subcommands  # Subcommands are added here as their library functions land.
+    _add_build_vocab(subcommands)
+    _add_train(subcommands)
     return parser
+
+
+def _add_train(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "train",
+        help="train a model (default: tiny model on the built-in synthetic corpus)",
+        description="Trains, validates and scores a model, writing everything to a run "
+        "directory. Rerunning the same command resumes from the last backup.",
+    )
+    parser.add_argument(
+        "--config", action="append", default=[], help="YAML config file (repeatable; later wins)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key, e.g. train.steps=200 (repeatable)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="run directory (default: runs/NAME, NAME the last config file's stem or 'default')",
+    )
+    parser.add_argument(
+        "--export-dir",
+        default="saved_models",
+        help="where the final model is exported as NAME.keras (default: saved_models)",
+    )
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from tf_transformer.training import fit  # imports TensorFlow: only when it runs
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    name = Path(args.config[-1]).stem if args.config else "default"
+    fit.train(
+        config.load(args.config, args.set),
+        output_dir=args.output_dir or Path("runs") / name,
+        export_path=Path(args.export_dir) / f"{name}.keras",
+    )
+
+
+def _add_build_vocab(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "build-vocab",
+        help="train the SentencePiece vocabulary of a corpus",
+        description="Trains a SentencePiece model (PAD=0 UNK=1 BOS=2 EOS=3) on the training "
+        "split of the corpus the data config names. Flags override --config / --set.",
+    )
+    parser.add_argument("--config", action="append", default=[], help="YAML config file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override"
+    )
+    parser.add_argument("--source", choices=("synthetic", "tfds", "files", "multi30k"))
+    parser.add_argument("--tfds-name", help='e.g. "wmt14_translate/de-en"')
+    parser.add_argument("--data-dir", help="corpus directory (source files or multi30k)")
+    parser.add_argument("--source-language")
+    parser.add_argument("--target-language")
+    parser.add_argument("--vocab-size", type=int)
+    parser.add_argument("--model-type", dest="vocab_model_type", choices=("unigram", "bpe"))
+    parser.add_argument(
+        "--separate-vocabularies",
+        dest="joint_vocabulary",
+        action="store_false",
+        default=None,
+        help="one vocabulary per language instead of a joint one",
+    )
+    parser.add_argument("--vocabulary-prefix", help="writes PREFIX.model and PREFIX.vocab")
+    parser.set_defaults(run=_run_build_vocab)
+
+
+def _data_config(args: argparse.Namespace) -> config.DataConfig:
+    """The data config of --config / --set, with the subcommand's flags applied on top."""
+    field_names = {field.name for field in dataclasses.fields(config.DataConfig)}
+    flags = {
+        name: value
+        for name, value in vars(args).items()
+        if name in field_names and value is not None
+    }
+    return dataclasses.replace(config.load(args.config, args.set).data, **flags)
+
+
+def _run_build_vocab(args: argparse.Namespace) -> None:
+    from tf_transformer.data import tokenizer  # imports TensorFlow: only when it runs
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    tokenizer.build_vocabulary(_data_config(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"tf-transformer {args.command}: error: {error}", file=sys.stderr)
         return 2
 

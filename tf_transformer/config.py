@@ -31,7 +31,33 @@ def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], where: str
             f"valid keys for {where.rstrip('.') or config_class.__name__}: "
             f"{', '.join(sorted(known))}"
         )
-    return config_class(**values)
+    types = {field.name: field.type for field in dataclasses.fields(config_class)}
+    return config_class(
+        **{name: _coerce(f"{where}{name}", types[name], value) for name, value in values.items()}
+    )
+
+
+def _coerce(name: str, type_name: str, value: Any) -> Any:
+    """`value` as the field's declared type (int, float, bool or str), or a ValueError.
+
+    YAML reads "2e-3" as a string and "3" as an int; both are fine for a float field.
+    """
+    if type_name == "float" and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    elif (
+        type_name == "int"
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        or type_name == "bool"
+        and isinstance(value, bool)
+        or type_name == "str"
+        and isinstance(value, str)
+    ):
+        return value
+    raise ValueError(f"{name} must be {type_name}, got {value!r}")
 
 
 def _require_positive(config: Any, *field_names: str) -> None:
@@ -141,15 +167,15 @@ class TrainConfig:
     """Optimisation, precision, distribution and run-directory behaviour of `train`."""
 
     # Optimizer steps in total (restarting resumes towards the same number).
-    steps: int = 3000
+    steps: int = 900
     # Steps between validations; each is one Keras "epoch" in the progress bar.
-    eval_every: int = 500
+    eval_every: int = 300
     # "adam" or "adamw" (decoupled weight decay).
     optimizer: str = "adam"
     # Learning rate at the end of warmup; then it decays as 1/sqrt(step).
-    peak_learning_rate: float = 1e-3
+    peak_learning_rate: float = 2e-3
     # Steps of linear learning-rate warmup.
-    warmup_steps: int = 400
+    warmup_steps: int = 300
     # Adam moment decay rates and epsilon (beta_2=0.98 as in Vaswani et al.).
     beta_1: float = 0.9
     beta_2: float = 0.98
@@ -180,7 +206,7 @@ class TrainConfig:
     # Average the weights of the last N validation checkpoints at the end; 0 or 1: off.
     average_last: int = 0
     # Validation sentences translated (greedy) to compute BLEU at each validation.
-    bleu_sentences: int = 200
+    bleu_sentences: int = 100
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -254,8 +280,9 @@ class DataConfig:
     # Path prefix of the SentencePiece model: PREFIX.model when joint_vocabulary, else
     # PREFIX.SOURCE_LANGUAGE.model and PREFIX.TARGET_LANGUAGE.model.
     vocabulary_prefix: str = "runs/vocabulary/sentencepiece"
-    # Pieces per vocabulary, the special ids PAD=0 UNK=1 BOS=2 EOS=3 included.
-    vocab_size: int = 1000
+    # Pieces per vocabulary, the special ids PAD=0 UNK=1 BOS=2 EOS=3 included. The synthetic
+    # corpus supports up to ~500 unigram pieces; Multi30k-sized corpora want ~8000.
+    vocab_size: int = 500
     # SentencePiece algorithm: "unigram" or "bpe".
     vocab_model_type: str = "unigram"
     # One vocabulary for both languages (for ModelConfig.share_embeddings); else one each.

@@ -19,6 +19,7 @@ from tf_transformer.layers.decoder import DecoderBlock
 from tf_transformer.layers.embedding import TokenEmbedding
 from tf_transformer.layers.encoder import EncoderBlock
 from tf_transformer.layers.positional import PositionalEncoding
+from tf_transformer.models.multi_worker import MultiWorkerFitMixin
 
 
 class DecoderCache(NamedTuple):
@@ -39,7 +40,7 @@ class DecodeStep(NamedTuple):
 
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
-class Seq2SeqTransformer(keras.Model):
+class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
     """Encoder-decoder Transformer (Vaswani et al., 2017) for token ids with PAD=0.
 
     Args:

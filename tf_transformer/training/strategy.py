@@ -21,25 +21,32 @@ def _tpu_strategy(tpu_address: str = ""):
 
 
 def _tpu_available() -> bool:
-    """True on a Colab/Cloud TPU VM or where a TPU address is configured."""
+    """True on a Colab/Cloud TPU VM or where a TPU address is configured.
+
+    Looks only at the environment and physical devices: initialising TensorFlow's
+    context here would make a later MultiWorkerMirroredStrategy fail.
+    """
     if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"):
         return True
-    return bool(tf.config.list_logical_devices("TPU"))
+    return bool(tf.config.list_physical_devices("TPU"))
+
+
+def _multi_worker_configured() -> bool:
+    return bool(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"))
 
 
 def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
-    """The strategy for `kind`; "auto" tries, in order: a TPU (TPUClusterResolver),
-    several workers (TF_CONFIG is set), several GPUs (MirroredStrategy), else the
-    default single-device strategy."""
+    """The strategy for `kind`; "auto" tries, in order: several workers (TF_CONFIG
+    names a cluster), a TPU (TPUClusterResolver), several GPUs (MirroredStrategy),
+    else the default single-device strategy. Call it before any other TensorFlow
+    work: multi-worker collectives must be configured at program start."""
     if kind not in STRATEGY_CHOICES:
         raise ValueError(f"strategy must be one of {STRATEGY_CHOICES}, got {kind!r}")
-    if kind == "tpu" or (kind == "auto" and _tpu_available()):
-        strategy = _tpu_strategy()
-    elif kind == "multi_worker" or (
-        kind == "auto" and len(json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {}))
-    ):
+    if kind == "multi_worker" or (kind == "auto" and _multi_worker_configured()):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif kind == "mirrored" or (kind == "auto" and len(tf.config.list_logical_devices("GPU")) > 1):
+    elif kind == "tpu" or (kind == "auto" and _tpu_available()):
+        strategy = _tpu_strategy()
+    elif kind == "mirrored" or (kind == "auto" and len(tf.config.list_physical_devices("GPU")) > 1):
         strategy = tf.distribute.MirroredStrategy()
     else:
         strategy = tf.distribute.get_strategy()

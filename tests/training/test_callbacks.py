@@ -1,0 +1,69 @@
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_transformer.config import TrainConfig
+from tf_transformer.training.callbacks import AverageLastCheckpoints, NonFiniteLossError, StopAtStep
+from tf_transformer.training.fit import training_callbacks
+
+
+def linear_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model
+
+
+def batches_with_nan_at(step, total=6):
+    inputs = np.ones((total, 1, 2), "float32")
+    inputs[step] = np.nan
+    return tf.data.Dataset.from_tensor_slices((inputs, np.ones((total, 1, 1), "float32")))
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_backup(tmp_path):
+    model = linear_model()
+    config = TrainConfig(steps=6, eval_every=6, backup_every=1)
+    callbacks = training_callbacks(tmp_path, config, StopAtStep(6), validation_bleu=lambda: 0.0)
+    good_weights = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: good_weights.append(model.get_weights())
+    )
+    with pytest.raises(NonFiniteLossError, match=r"Loss became nan at step 4; training stopped"):
+        model.fit(batches_with_nan_at(step=3), epochs=1, callbacks=[record, *callbacks], verbose=0)
+    restored = linear_model()
+    restored.optimizer.build(restored.trainable_variables)
+    restored.load_weights(tmp_path / "backup" / "latest.weights.h5")
+    assert int(restored.optimizer.iterations.numpy()) == 3
+    for restored_weight, good_weight in zip(restored.get_weights(), good_weights[2], strict=True):
+        np.testing.assert_array_equal(restored_weight, good_weight)
+    metadata = json.loads(Path(tmp_path / "backup" / "training_metadata.json").read_text())
+    assert metadata == {"epoch": 0, "batch": 2}
+
+
+def test_stop_at_step_ends_training_at_the_configured_step():
+    model = linear_model()
+    data = tf.data.Dataset.from_tensors((np.ones((1, 2)), np.ones((1, 1)))).repeat()
+    model.fit(data, epochs=3, steps_per_epoch=4, callbacks=[StopAtStep(6)], verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 6
+
+
+def test_average_last_checkpoints_sets_the_mean_weights(tmp_path):
+    model = linear_model()
+    data = tf.data.Dataset.from_tensors((np.ones((1, 2)), np.ones((1, 1)))).repeat()
+    per_epoch = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: per_epoch.append(model.get_weights())
+    )
+    model.fit(
+        data,
+        epochs=3,
+        steps_per_epoch=2,
+        callbacks=[record, AverageLastCheckpoints(tmp_path, count=2)],
+        verbose=0,
+    )
+    expected = [(a + b) / 2 for a, b in zip(per_epoch[1], per_epoch[2], strict=True)]
+    for weight, mean in zip(model.get_weights(), expected, strict=True):
+        np.testing.assert_allclose(weight, mean, rtol=1e-6)

@@ -1,0 +1,112 @@
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_transformer.config import ModelConfig, TrainConfig
+from tf_transformer.constants import BOS, EOS, PAD
+from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.training.fit import compile_for_training
+from tf_transformer.training.losses import MaskedLabelSmoothedCrossEntropy
+
+# A global batch of 4 whose halves hold different numbers of real target tokens.
+SOURCES = np.array([[5, 6, 7, EOS], [8, EOS, PAD, PAD], [9, 10, EOS, PAD], [11, 12, 13, EOS]])
+DECODER_INPUTS = np.array(
+    [[BOS, 14, 15, 16], [BOS, 17, PAD, PAD], [BOS, PAD, PAD, PAD], [BOS, 18, 19, PAD]]
+)
+TARGETS = np.array(
+    [[14, 15, 16, EOS], [17, EOS, PAD, PAD], [EOS, PAD, PAD, PAD], [18, 19, EOS, PAD]]
+)
+FEATURES = {
+    "encoder_inputs": SOURCES.astype("int32"),
+    "decoder_inputs": DECODER_INPUTS.astype("int32"),
+}
+
+
+def tiny_model():
+    return Seq2SeqTransformer(
+        ModelConfig.preset(
+            "tiny", source_vocab_size=24, target_vocab_size=24, d_model=32, ffn_dim=64, dropout=0.0
+        )
+    )
+
+
+def test_mirrored_strategy_gives_the_single_device_loss(two_cpu_strategy):
+    loss = MaskedLabelSmoothedCrossEntropy(0.1)
+    single_device = tiny_model()
+    expected = float(loss(TARGETS, single_device(FEATURES)))
+    with two_cpu_strategy.scope():
+        mirrored = tiny_model()
+        mirrored.build()
+    mirrored.set_weights(single_device.get_weights())
+    dataset = tf.data.Dataset.from_tensors((FEATURES, TARGETS.astype("int32"))).unbatch().batch(4)
+    batch = next(iter(two_cpu_strategy.experimental_distribute_dataset(dataset)))
+    per_replica = two_cpu_strategy.run(
+        lambda features, targets: loss(targets, mirrored(features)), args=batch
+    )
+    assert float(two_cpu_strategy.reduce("SUM", per_replica, axis=None)) == pytest.approx(
+        expected, abs=1e-5
+    )
+
+
+def test_model_fit_trains_under_mirrored_strategy(two_cpu_strategy):
+    with two_cpu_strategy.scope():
+        model = tiny_model()
+        model.build()
+        compile_for_training(
+            model, TrainConfig(jit_compile=False, warmup_steps=1, peak_learning_rate=3e-3)
+        )
+    dataset = two_cpu_strategy.distribute_datasets_from_function(
+        lambda context: (
+            tf.data.Dataset.from_tensors((FEATURES, TARGETS.astype("int32")))
+            .unbatch()
+            .batch(context.get_per_replica_batch_size(4))
+            .shard(context.num_input_pipelines, context.input_pipeline_id)
+            .repeat()
+        )
+    )
+    history = model.fit(dataset, epochs=15, steps_per_epoch=1, verbose=0)
+    assert history.history["loss"][-1] < 0.6 * history.history["loss"][0]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_strategy_trains_and_workers_agree(tmp_path):
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    script = Path(__file__).with_name("multi_worker_job.py")
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(script),
+                json.dumps(
+                    {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+                ),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    results = []
+    for process in processes:
+        stdout, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    first, second = results
+    assert first["losses"] == pytest.approx(second["losses"], rel=1e-6)
+    assert first["checksum"] == pytest.approx(second["checksum"], rel=1e-6)
+    assert first["losses"][1] < first["losses"][0]
+    keras.backend.clear_session()

@@ -1,0 +1,87 @@
+"""End-to-end runs of `train` / `tf-transformer train` on a tiny synthetic corpus."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tf_transformer import config
+from tf_transformer.training.fit import train
+
+TINY_RUN = [
+    "model.d_model=32",
+    "model.ffn_dim=64",
+    "model.num_encoder_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_length=64",
+    "data.synthetic_train_size=400",
+    "data.synthetic_eval_size=20",
+    "data.vocab_size=150",
+    "data.batch_tokens=512",
+    "train.warmup_steps=10",
+    "train.peak_learning_rate=3e-3",
+    "train.bleu_sentences=8",
+]
+
+
+def test_train_writes_a_complete_run_directory(tmp_path):
+    experiment = config.load(
+        overrides=[*TINY_RUN, "train.steps=20", "train.eval_every=10", "train.jit_compile=false"]
+    )
+    metrics = train(experiment, tmp_path / "run", export_path=tmp_path / "exported.keras")
+    run = tmp_path / "run"
+    for name in ("config.yaml", "sentencepiece.model", "model.keras", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "best.weights.h5").is_file()
+    assert list((run / "logs").rglob("events.out.tfevents.*"))
+    assert (tmp_path / "exported.keras").is_file()
+    assert metrics["steps"] == 20 and metrics["initial_step"] == 0
+    assert len(metrics["history"]["val_bleu"]) == 2
+    losses = metrics["history"]["loss"]
+    assert losses[1] < losses[0]
+    dropped = metrics["dropped_pairs"]["train"]
+    assert dropped["kept"] + dropped["dropped_empty"] + dropped["dropped_too_long"] == 400
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["bleu"] == metrics["bleu"]
+    resolved = config.load([run / "config.yaml"])
+    assert resolved.model.source_vocab_size == 150
+    assert resolved.data.vocabulary_prefix == str(run / "sentencepiece")
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_backup_and_ends_at_the_configured_step(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "tf_transformer.cli",
+        "train",
+        *(f"--set={override}" for override in TINY_RUN),
+        "--set=train.steps=60",
+        "--set=train.eval_every=30",
+        "--set=train.backup_every=5",
+        "--set=train.jit_compile=false",
+        f"--output-dir={tmp_path / 'run'}",
+        f"--export-dir={tmp_path}",
+    ]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    first = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    backup = tmp_path / "run" / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 240
+    while not backup.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert backup.exists(), first.stderr.read().decode()[-3000:] if first.poll() else "no backup"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+    second = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["initial_step"] > 0
+    assert metrics["steps"] == 60
+    assert f"Resuming from step {metrics['initial_step']}" in second.stdout

@@ -1,0 +1,190 @@
+"""Parallel text sources. Each returns a `tf.data.Dataset` of (source, target) pairs of
+scalar tf.string sentences, in corpus order.
+
+Local files are checked before a dataset is built: a missing file, parallel files with
+different line counts, a line that is not UTF-8 or a TSV line without exactly one tab
+raises an error naming the file (and line). Empty lines pass through: the pipeline drops
+and counts pairs with an empty side (see pipeline.tokenize_pairs).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from tf_transformer.config import DataConfig
+from tf_transformer.data import synthetic
+
+SPLITS = ("train", "validation", "test")
+# File stems of the Multi30k task-1 raw files, by split.
+MULTI30K_FILE_STEMS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
+SYNTHETIC_LANGUAGES = ("en", "de")
+# Lines split per vectorized tf.strings.split call when reading TSV files.
+_TSV_BATCH_SIZE = 4096
+
+
+def tfds_pairs(
+    name: str,
+    split: str,
+    source_language: str,
+    target_language: str,
+    data_dir: str | None = None,
+) -> tf.data.Dataset:
+    """A TFDS translation dataset, e.g. `tfds_pairs("wmt14_translate/de-en", "train", "en",
+    "de")`. The languages are the dataset's feature keys, in the direction you choose."""
+    builder = tfds.builder(name, data_dir=data_dir)
+    languages = sorted(builder.info.features.keys())
+    for language in (source_language, target_language):
+        if language not in languages:
+            raise ValueError(
+                f"TFDS dataset {name} has no language {language!r}; it has {', '.join(languages)}"
+            )
+    builder.download_and_prepare()
+    return builder.as_dataset(split=split).map(
+        lambda example: (example[source_language], example[target_language]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def parallel_file_pairs(source_path: str | Path, target_path: str | Path) -> tf.data.Dataset:
+    """Two line-aligned files, plain or gzip-compressed (`.gz`): line i of one translates
+    line i of the other."""
+    source_path, target_path = Path(source_path), Path(target_path)
+    source_lines, target_lines = _count_lines(source_path), _count_lines(target_path)
+    if source_lines != target_lines:
+        raise ValueError(
+            f"Parallel files differ in length: {source_path} has {source_lines} lines, "
+            f"{target_path} has {target_lines}"
+        )
+    return tf.data.Dataset.zip(_text_lines(source_path), _text_lines(target_path))
+
+
+def tsv_pairs(path: str | Path) -> tf.data.Dataset:
+    """A tab-separated file, plain or `.gz`: one "source<TAB>target" pair per line. An
+    empty line is an empty pair."""
+    path = Path(path)
+    for line_number, line in _lines(path):
+        fields = line.count("\t") + 1
+        if line.strip() and fields != 2:
+            raise ValueError(
+                f"{path}: line {line_number} has {fields} tab-separated fields, expected 2 "
+                "(source<TAB>target)"
+            )
+
+    def split_fields(lines: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        # Empty lines have one field: to_tensor pads them to an empty pair.
+        fields = tf.strings.split(lines, "\t").to_tensor(default_value="", shape=[None, 2])
+        return fields[:, 0], fields[:, 1]
+
+    return _text_lines(path).batch(_TSV_BATCH_SIZE).map(split_fields).unbatch()
+
+
+def directory_pairs(
+    directory: str | Path, stem: str, source_language: str, target_language: str
+) -> tf.data.Dataset:
+    """STEM.SOURCE and STEM.TARGET (each plain or `.gz`) from `directory`, or else one
+    STEM.tsv / STEM.tsv.gz."""
+    directory = Path(directory)
+    source_path = _existing(directory, f"{stem}.{source_language}")
+    target_path = _existing(directory, f"{stem}.{target_language}")
+    if source_path and target_path:
+        return parallel_file_pairs(source_path, target_path)
+    tsv_path = _existing(directory, f"{stem}.tsv")
+    if tsv_path:
+        return tsv_pairs(tsv_path)
+    raise FileNotFoundError(
+        f"No {stem} split in {directory}: expected {stem}.{source_language} and "
+        f"{stem}.{target_language} (or .gz), or {stem}.tsv (or .gz)"
+    )
+
+
+def multi30k_pairs(
+    directory: str | Path, split: str, source_language: str = "en", target_language: str = "de"
+) -> tf.data.Dataset:
+    """Multi30k task 1 from a directory of its raw files (train.en.gz, val.de.gz,
+    test_2016_flickr.en.gz, ...)."""
+    _check_split(split)
+    return directory_pairs(directory, MULTI30K_FILE_STEMS[split], source_language, target_language)
+
+
+def synthetic_pairs(
+    split: str,
+    seed: int = 0,
+    train_size: int = 20_000,
+    eval_size: int = 500,
+    source_language: str = "en",
+    target_language: str = "de",
+) -> tf.data.Dataset:
+    """The built-in English -> German-style corpus (see synthetic.py), either direction.
+    Validation and test have `eval_size` pairs each."""
+    _check_split(split)
+    languages = (source_language, target_language)
+    if sorted(languages) != sorted(SYNTHETIC_LANGUAGES):
+        raise ValueError(f"The synthetic corpus translates between en and de, not {languages}")
+    pairs = synthetic.synthetic_splits(seed, train_size, eval_size, eval_size)[split]
+    english, german = zip(*pairs, strict=True)
+    if source_language == "en":
+        return tf.data.Dataset.from_tensor_slices((list(english), list(german)))
+    return tf.data.Dataset.from_tensor_slices((list(german), list(english)))
+
+
+def load_pairs(config: DataConfig, split: str) -> tf.data.Dataset:
+    """The `split` ("train", "validation" or "test") of the corpus `config` names."""
+    _check_split(split)
+    languages = (config.source_language, config.target_language)
+    if config.source == "tfds":
+        return tfds_pairs(config.tfds_name, split, *languages, config.tfds_data_dir or None)
+    if config.source == "files":
+        return directory_pairs(config.data_dir, split, *languages)
+    if config.source == "multi30k":
+        return multi30k_pairs(config.data_dir, split, *languages)
+    return synthetic_pairs(
+        split,
+        config.synthetic_seed,
+        config.synthetic_train_size,
+        config.synthetic_eval_size,
+        *languages,
+    )
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+
+
+def _existing(directory: Path, name: str) -> Path | None:
+    """`directory/name`, or else `directory/name.gz`, if either exists."""
+    for path in (directory / name, directory / f"{name}.gz"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a plain or gzipped UTF-8 file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Parallel text file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            try:
+                yield line_number, line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(
+                    f"{path}: line {line_number} is not valid UTF-8 "
+                    f"({error.reason} at byte {error.start})"
+                ) from None
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in `path`, after checking each is valid UTF-8."""
+    return sum(1 for _ in _lines(path))
+
+
+def _text_lines(path: Path) -> tf.data.Dataset:
+    compression = "GZIP" if path.suffix == ".gz" else ""
+    return tf.data.TextLineDataset(str(path), compression_type=compression)
