@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -69,7 +68,9 @@ def test_killed_run_resumes_from_its_last_backup_and_ends_at_the_configured_step
         f"--export-dir={tmp_path}",
     ]
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    first = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(
+        command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     backup = tmp_path / "run" / "backup" / "training_metadata.json"
     deadline = time.monotonic() + 240
     while not backup.exists() and first.poll() is None and time.monotonic() < deadline:
