@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from tf_transformer import config
@@ -88,3 +90,16 @@ def test_default_experiment_is_the_tiny_synthetic_run():
     experiment = ExperimentConfig()
     assert experiment.model == ModelConfig.preset("tiny")
     assert experiment.data.source == "synthetic"
+
+
+def test_configs_default_yaml_is_the_default_experiment():
+    default_yaml = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert config.load([default_yaml]) == ExperimentConfig()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")), ids=str
+)
+def test_every_shipped_config_loads(path):
+    experiment = config.load([path])
+    assert experiment.train.steps > 0

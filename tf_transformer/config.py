@@ -84,9 +84,10 @@ def _require_rate(config: Any, *field_names: str) -> None:
 class ModelConfig:
     """Architecture of the encoder-decoder Transformer (Vaswani et al., 2017)."""
 
-    # Source vocabulary size, special ids included (PAD=0, UNK=1, BOS=2, EOS=3).
+    # Source vocabulary size, special ids included; `train` sets it from the tokenizer.
     source_vocab_size: int = 8000
-    # Target vocabulary size; must equal source_vocab_size when share_embeddings.
+    # Target vocabulary size (set by `train` from the tokenizer); must equal
+    # source_vocab_size when share_embeddings.
     target_vocab_size: int = 8000
     # Width of every residual stream (embeddings, attention and block outputs).
     d_model: int = 128
@@ -109,7 +110,7 @@ class ModelConfig:
     # "sinusoidal" (the paper, no weights) or "learned" position embeddings.
     position_encoding: str = "sinusoidal"
     # Longest sequence, in tokens, the position table and the decoding cache can hold.
-    max_length: int = 256
+    max_length: int = 128
     # One embedding matrix for source and target tokens (joint vocabulary).
     share_embeddings: bool = True
     # Output projection is the transposed target embedding matrix.
@@ -176,9 +177,11 @@ class TrainConfig:
     peak_learning_rate: float = 2e-3
     # Steps of linear learning-rate warmup.
     warmup_steps: int = 300
-    # Adam moment decay rates and epsilon (beta_2=0.98 as in Vaswani et al.).
+    # Adam's first-moment decay rate.
     beta_1: float = 0.9
+    # Adam's second-moment decay rate (0.98 as in Vaswani et al.).
     beta_2: float = 0.98
+    # Adam's epsilon.
     epsilon: float = 1e-9
     # AdamW weight decay (ignored by adam).
     weight_decay: float = 0.0
@@ -289,14 +292,14 @@ class DataConfig:
     joint_vocabulary: bool = True
     # Longest sequence kept, in tokens with EOS (source) or BOS (target); longer pairs are
     # dropped and counted, like pairs with an empty side.
-    max_length: int = 128
+    max_length: int = 64
     # Tokens in one global batch (batch size * padded length), split evenly over replicas.
-    batch_tokens: int = 4096
+    batch_tokens: int = 2048
     # Shortest bucket length; bucket lengths grow from here to max_length.
-    min_bucket_length: int = 8
+    min_bucket_length: int = 16
     # Ratio between consecutive bucket lengths (> 1): larger means fewer batch shapes
     # (faster XLA / TPU compilation) and more padding.
-    bucket_growth: float = 1.1
+    bucket_growth: float = 2.0
     # Pairs held in the shuffle buffer.
     shuffle_buffer_size: int = 100_000
     # Seed of the shuffle order; reshuffled every epoch, the same way on every run.
@@ -305,7 +308,7 @@ class DataConfig:
     cache: bool = True
     # Pad every batch to its bucket length and drop partial batches, so batch shapes come
     # from a small fixed set (pipeline.static_batch_shapes): for TPU / XLA.
-    static_shapes: bool = False
+    static_shapes: bool = True
 
     def __post_init__(self) -> None:
         _require_choice(self, "source", ("synthetic", "tfds", "files", "multi30k"))
