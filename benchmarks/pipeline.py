@@ -5,8 +5,8 @@
 Builds (or reuses, with --vocabulary-prefix) a joint SentencePiece vocabulary on Multi30k
 train, then reports for the training split:
 - real_token_share: non-PAD / all tokens of encoder_inputs and targets, for the bucketed
-  pipeline and for plain batches of --baseline-batch-size sentences padded to the batch's
-  longest sentence or to max_length;
+  pipeline (padded per batch, and in static-shape mode), and for plain batches of
+  --baseline-batch-size sentences padded to the batch's longest sentence or to max_length;
 - batches_per_second (and sentences, tokens): iterating the training dataset with no model,
   once the corpus is cached; tokenize_seconds is the first pass that counts dropped pairs,
   first_epoch_seconds the epoch that tokenizes again and fills the cache.
@@ -15,6 +15,7 @@ train, then reports for the training split:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import tempfile
@@ -71,8 +72,12 @@ def run(args: argparse.Namespace, vocabulary_prefix: str) -> dict[str, object]:
         target_language=args.target_language,
         vocabulary_prefix=vocabulary_prefix,
         vocab_size=args.vocab_size,
+        vocab_model_type=args.model_type,
         batch_tokens=args.batch_tokens,
         max_length=args.max_length,
+        min_bucket_length=args.min_bucket_length,
+        bucket_growth=args.bucket_growth,
+        static_shapes=False,
     )
     if not tokenizer.vocabulary_paths(config)[0].exists():
         tokenizer.build_vocabulary(config)
@@ -84,8 +89,10 @@ def run(args: argparse.Namespace, vocabulary_prefix: str) -> dict[str, object]:
     tokenize_seconds = time.perf_counter() - start
     bucketed = pipeline.make_dataset(tokenized.dataset, config)
     baseline = args.baseline_batch_size
+    static = dataclasses.replace(config, static_shapes=True)
     batchings = {
         "bucketed": bucketed,
+        "bucketed_static_shapes": pipeline.make_dataset(tokenized.dataset, static),
         f"padded_{baseline}_to_batch_max": padded_baseline(
             tokenized.dataset, config, baseline, None
         ),
@@ -95,9 +102,10 @@ def run(args: argparse.Namespace, vocabulary_prefix: str) -> dict[str, object]:
     }
     return {
         "corpus": f"multi30k train {config.source_language}->{config.target_language}",
-        "vocab_size": config.vocab_size,
+        "vocab": f"joint {config.vocab_model_type} {config.vocab_size}",
         "batch_tokens": config.batch_tokens,
         "max_length": config.max_length,
+        "bucket_lengths": pipeline.bucket_lengths(config),
         "pairs": tokenized.report._asdict(),
         "real_token_share": {
             name: round(pipeline.real_token_share(batches), 4)
@@ -114,8 +122,11 @@ def main() -> None:
     parser.add_argument("--source-language", default="en")
     parser.add_argument("--target-language", default="de")
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--min-bucket-length", type=int, default=8)
+    parser.add_argument("--bucket-growth", type=float, default=1.1)
     parser.add_argument("--baseline-batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="epochs timed after the first")
     parser.add_argument(

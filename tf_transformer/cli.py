@@ -71,17 +71,27 @@ def _add_build_vocab(subcommands: argparse._SubParsersAction) -> None:
         description="Trains a SentencePiece model (PAD=0 UNK=1 BOS=2 EOS=3) on the training "
         "split of the corpus the data config names. Flags override --config / --set.",
     )
-    parser.add_argument("--config", action="append", default=[], help="YAML config file")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override"
+        "--config", action="append", default=[], help="YAML config file (repeatable; later wins)"
     )
-    parser.add_argument("--source", choices=("synthetic", "tfds", "files", "multi30k"))
-    parser.add_argument("--tfds-name", help='e.g. "wmt14_translate/de-en"')
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config key, e.g. data.vocab_size=8000 (repeatable)",
+    )
+    parser.add_argument(
+        "--source", choices=("synthetic", "tfds", "files", "multi30k"), help="corpus kind"
+    )
+    parser.add_argument("--tfds-name", help='TFDS dataset, e.g. "wmt14_translate/de-en"')
     parser.add_argument("--data-dir", help="corpus directory (source files or multi30k)")
-    parser.add_argument("--source-language")
-    parser.add_argument("--target-language")
-    parser.add_argument("--vocab-size", type=int)
-    parser.add_argument("--model-type", dest="vocab_model_type", choices=("unigram", "bpe"))
+    parser.add_argument("--source-language", help='e.g. "en": a TFDS key or file suffix')
+    parser.add_argument("--target-language", help='e.g. "de"')
+    parser.add_argument("--vocab-size", type=int, help="pieces, special ids included")
+    parser.add_argument(
+        "--model-type", dest="vocab_model_type", choices=("unigram", "bpe"), help="algorithm"
+    )
     parser.add_argument(
         "--separate-vocabularies",
         dest="joint_vocabulary",
@@ -89,7 +99,9 @@ def _add_build_vocab(subcommands: argparse._SubParsersAction) -> None:
         default=None,
         help="one vocabulary per language instead of a joint one",
     )
-    parser.add_argument("--vocabulary-prefix", help="writes PREFIX.model and PREFIX.vocab")
+    parser.add_argument(
+        "--vocabulary-prefix", help="writes PREFIX.model (PREFIX.LANG.model per language)"
+    )
     parser.set_defaults(run=_run_build_vocab)
 
 

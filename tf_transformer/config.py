@@ -283,11 +283,12 @@ class DataConfig:
     # Path prefix of the SentencePiece model: PREFIX.model when joint_vocabulary, else
     # PREFIX.SOURCE_LANGUAGE.model and PREFIX.TARGET_LANGUAGE.model.
     vocabulary_prefix: str = "runs/vocabulary/sentencepiece"
-    # Pieces per vocabulary, the special ids PAD=0 UNK=1 BOS=2 EOS=3 included. The synthetic
-    # corpus supports up to ~500 unigram pieces; Multi30k-sized corpora want ~8000.
-    vocab_size: int = 500
+    # Pieces per vocabulary, the special ids PAD=0 UNK=1 BOS=2 EOS=3 included. 1000 BPE
+    # pieces give about one per word form of the synthetic corpus (~1000 forms; it allows
+    # at most ~500 unigram pieces); Multi30k-sized corpora want ~8000.
+    vocab_size: int = 1000
     # SentencePiece algorithm: "unigram" or "bpe".
-    vocab_model_type: str = "unigram"
+    vocab_model_type: str = "bpe"
     # One vocabulary for both languages (for ModelConfig.share_embeddings); else one each.
     joint_vocabulary: bool = True
     # Longest sequence kept, in tokens with EOS (source) or BOS (target); longer pairs are
@@ -304,8 +305,6 @@ class DataConfig:
     shuffle_buffer_size: int = 100_000
     # Seed of the shuffle order; reshuffled every epoch, the same way on every run.
     shuffle_seed: int = 0
-    # Keep tokenized pairs in memory after the first pass, so later epochs skip tokenization.
-    cache: bool = True
     # Pad every batch to its bucket length and drop partial batches, so batch shapes come
     # from a small fixed set (pipeline.static_batch_shapes): for TPU / XLA.
     static_shapes: bool = True

@@ -11,8 +11,18 @@ from tf_transformer.config import DataConfig
 from tf_transformer.constants import BOS, EOS, PAD
 from tf_transformer.data import pipeline, sources, synthetic, tokenizer
 
+# Explicit values for everything make_dataset reads: the tests do not follow the defaults.
 SMALL = DataConfig(
-    max_length=64, batch_tokens=512, min_bucket_length=8, bucket_growth=1.5, shuffle_buffer_size=500
+    max_length=64,
+    batch_tokens=512,
+    min_bucket_length=8,
+    bucket_growth=1.5,
+    shuffle_buffer_size=500,
+    static_shapes=False,
+)
+# The acceptance setting for Multi30k: 4,096-token batches in fine buckets, padded per batch.
+MULTI30K_BATCHING = dict(
+    max_length=128, batch_tokens=4096, min_bucket_length=8, bucket_growth=1.1, static_shapes=False
 )
 
 
@@ -89,10 +99,24 @@ def test_max_length_counts_the_special_ids(synthetic_tokenizer, synthetic_proces
 
 def test_bucket_lengths_grow_to_max_length():
     assert pipeline.bucket_lengths(SMALL) == [8, 12, 18, 27, 40, 60, 64]
-    assert pipeline.bucket_lengths(DataConfig(max_length=24))[:14] == [
-        8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22,
-    ]  # fmt: skip
-    assert pipeline.bucket_lengths(DataConfig(max_length=24))[14:] == [24]
+    fine = dataclasses.replace(SMALL, max_length=24, bucket_growth=1.1)
+    assert pipeline.bucket_lengths(fine) == [
+        8,
+        9,
+        10,
+        11,
+        12,
+        13,
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+        20,
+        22,
+        24,
+    ]
 
 
 def test_batches_stay_within_the_token_budget_and_keep_every_pair(synthetic_examples):
@@ -189,7 +213,7 @@ def test_real_token_share_counts_padding():
 
 def multi30k_real_token_shares(data_dir, model_path) -> tuple[float, float]:
     """Real-token share of Multi30k train in 4,096-token buckets and in batches of 64."""
-    config = DataConfig(source="multi30k", data_dir=str(data_dir), batch_tokens=4096)
+    config = DataConfig(source="multi30k", data_dir=str(data_dir), **MULTI30K_BATCHING)
     multi30k_tokenizer = tokenizer.load_tokenizer(model_path)
     tokenized = pipeline.tokenize_pairs(
         sources.load_pairs(config, "train"), multi30k_tokenizer, multi30k_tokenizer, 128
@@ -214,7 +238,9 @@ def test_multi30k_bucketing_with_a_joint_8k_vocabulary(multi30k_dir, tmp_path):
         source="multi30k",
         data_dir=str(multi30k_dir),
         vocab_size=8000,
+        vocab_model_type="unigram",
         vocabulary_prefix=str(tmp_path / "multi30k"),
+        **MULTI30K_BATCHING,
     )
     [summary] = tokenizer.build_vocabulary(config)
     bucketed, padded = multi30k_real_token_shares(multi30k_dir, summary.model_path)

@@ -60,6 +60,20 @@ def test_multi30k_round_trips_through_the_tokenizer(multi30k_model_path, multi30
     assert sum(a != b for a, b in zip(restored, unchanged, strict=True)) == 0
 
 
+@pytest.mark.parametrize(
+    ("normalization_rule_name", "restored"),
+    [("nmt_nfkc", "the wide world"), ("identity", "the ｗide ｗorld")],
+)
+def test_normalization_rule_decides_what_round_trips(tmp_path, normalization_rule_name, restored):
+    corpus = ["the ｗide ｗorld", *TINY_CORPUS]
+    summary = tokenizer.train_tokenizer(
+        corpus, tmp_path / "norm", 30, normalization_rule_name=normalization_rule_name
+    )
+    in_graph = tokenizer.load_tokenizer(summary.model_path)
+    ids = in_graph.tokenize(tf.constant(["the ｗide ｗorld"]))
+    assert in_graph.detokenize(ids).numpy()[0].decode("utf-8") == restored
+
+
 def test_training_counts_and_skips_empty_lines(tmp_path):
     summary = tokenizer.train_tokenizer(["", *TINY_CORPUS, "  "], tmp_path / "tiny", vocab_size=25)
     assert summary == tokenizer.VocabularySummary(tmp_path / "tiny.model", 25, 60, 2)
@@ -149,7 +163,15 @@ def test_build_vocabulary_per_language(tmp_path):
 def test_build_vocab_command_writes_the_model_and_reports(tmp_path, caplog):
     caplog.set_level("INFO")
     prefix = tmp_path / "cli"
-    argv = ["build-vocab", "--source", "synthetic", "--vocab-size", "150"]
+    argv = [
+        "build-vocab",
+        "--source",
+        "synthetic",
+        "--vocab-size",
+        "150",
+        "--model-type",
+        "unigram",
+    ]
     argv += ["--vocabulary-prefix", str(prefix), "--set", "data.synthetic_train_size=300"]
     assert cli.main(argv) == 0
     processor = sentencepiece.SentencePieceProcessor(model_file=f"{prefix}.model")

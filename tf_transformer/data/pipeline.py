@@ -60,8 +60,9 @@ def tokenize_pairs(
     empty side or a side longer than `max_length` tokens (special ids included).
 
     Works on batches of sentences (one tokenizer call per batch). A first pass over the
-    data counts what is dropped; with `cache` the examples stay in memory after the first
-    epoch, so later epochs read token ids instead of text.
+    data, here, tokenizes it to count what is dropped; the first epoch tokenizes it again
+    and, with `cache`, keeps the examples in memory so later epochs read token ids. Pass
+    `cache=False` for corpora too large for memory.
     """
 
     def tokenize_batch(source_text: tf.Tensor, target_text: tf.Tensor):
@@ -95,7 +96,8 @@ def tokenize_pairs(
     # Unbatched ragged rows have rank-0-ragged specs; an element map makes them plain
     # tensors, which padded_batch needs.
     examples = examples.map(lambda features, targets: (features, targets))
-    # Cache examples, not ragged batches: per-element work after the cache costs the most.
+    # Cache unbatched examples, not ragged batches: unbatching ragged rows every epoch would
+    # cost more than all the rest of make_dataset.
     return TokenizedPairs(examples.cache() if cache else examples, report)
 
 

@@ -1,0 +1,2 @@
+"""Parallel text to batches: SentencePiece vocabularies (tokenizer), corpora (sources,
+synthetic) and the tf.data input pipeline (pipeline)."""
