@@ -23,13 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train(subcommands: argparse._SubParsersAction) -> None:
-    parser = subcommands.add_parser(
-        "train",
-        help="train a model (default: tiny model on the built-in synthetic corpus)",
-        description="Trains, validates and scores a model, writing everything to a run "
-        "directory. Rerunning the same command resumes from the last backup.",
-    )
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config FILE and --set SECTION.KEY=VALUE, read by `config.load`."""
     parser.add_argument(
         "--config", action="append", default=[], help="YAML config file (repeatable; later wins)"
     )
@@ -40,6 +35,16 @@ def _add_train(subcommands: argparse._SubParsersAction) -> None:
         metavar="SECTION.KEY=VALUE",
         help="override one config key, e.g. train.steps=200 (repeatable)",
     )
+
+
+def _add_train(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "train",
+        help="train a model (default: tiny model on the built-in synthetic corpus)",
+        description="Trains, validates and scores a model, writing everything to a run "
+        "directory. Rerunning the same command resumes from the last backup.",
+    )
+    _add_config_arguments(parser)
     parser.add_argument(
         "--output-dir",
         help="run directory (default: runs/NAME, NAME the last config file's stem or 'default')",
@@ -53,12 +58,13 @@ def _add_train(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    experiment = config.load(args.config, args.set)  # config errors before the slow import
     from tf_transformer.training import fit  # imports TensorFlow: only when it runs
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     name = Path(args.config[-1]).stem if args.config else "default"
     fit.train(
-        config.load(args.config, args.set),
+        experiment,
         output_dir=args.output_dir or Path("runs") / name,
         export_path=Path(args.export_dir) / f"{name}.keras",
     )
@@ -71,16 +77,7 @@ def _add_build_vocab(subcommands: argparse._SubParsersAction) -> None:
         description="Trains a SentencePiece model (PAD=0 UNK=1 BOS=2 EOS=3) on the training "
         "split of the corpus the data config names. Flags override --config / --set.",
     )
-    parser.add_argument(
-        "--config", action="append", default=[], help="YAML config file (repeatable; later wins)"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config key, e.g. data.vocab_size=8000 (repeatable)",
-    )
+    _add_config_arguments(parser)
     parser.add_argument(
         "--source", choices=("synthetic", "tfds", "files", "multi30k"), help="corpus kind"
     )
