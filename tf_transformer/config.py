@@ -346,13 +346,63 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How translations are generated (tf_transformer.decoding)."""
+
+    # Beams per sentence; 1 is greedy search (unless `sample`).
+    beam_size: int = 1
+    # GNMT length penalty alpha: scores are log P / ((5 + length) / 6) ** alpha; 0 turns it off.
+    length_penalty: float = 0.6
+    # Sample tokens instead of searching (beam_size must then be 1).
+    sample: bool = False
+    # Sampling temperature: logits are divided by it.
+    temperature: float = 1.0
+    # Sample only among the k most likely tokens; 0 means no limit.
+    top_k: int = 0
+    # Sample only among the smallest set of tokens whose probability reaches p; 1.0: no limit.
+    top_p: float = 1.0
+    # Seed of the sampler: the same seed gives the same samples.
+    seed: int = 0
+    # Hypotheses returned per sentence: the n best beams, or n samples.
+    num_return_sequences: int = 1
+    # Output length limit: max_length tokens if > 0, else max_length_a * source length +
+    # max_length_b; always within the model's max_length.
+    max_length: int = 0
+    max_length_a: float = 2.0
+    max_length_b: int = 10
+    # Sentences per generation call.
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "beam_size", "num_return_sequences", "batch_size")
+        if self.sample and self.beam_size != 1:
+            raise ValueError(f"sample=True needs beam_size=1, got beam_size={self.beam_size}")
+        if not self.sample and self.num_return_sequences > self.beam_size:
+            raise ValueError(
+                f"num_return_sequences={self.num_return_sequences} exceeds "
+                f"beam_size={self.beam_size}"
+            )
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature!r}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        for name in ("top_k", "max_length", "max_length_b", "length_penalty"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.max_length_a < 0:
+            raise ValueError(f"max_length_a must be >= 0, got {self.max_length_a!r}")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """A whole run: what to train, on which data, and how. YAML sections: `model`
-    (with an optional `preset` key that the other keys override), `data`, `train`."""
+    (with an optional `preset` key that the other keys override), `data`, `train`,
+    `decode`."""
 
     model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig.preset("tiny"))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
@@ -371,6 +421,7 @@ class ExperimentConfig:
             model=ModelConfig.preset(model_values.pop("preset", "tiny"), **model_values),
             data=from_dict(DataConfig, values.get("data") or {}, where="data."),
             train=from_dict(TrainConfig, values.get("train") or {}, where="train."),
+            decode=from_dict(DecodeConfig, values.get("decode") or {}, where="decode."),
         )
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
