@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import sacrebleu
 import tensorflow as tf
 
 from tf_transformer import config as config_lib
 from tf_transformer.config import ExperimentConfig, TrainConfig
 from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
+from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.models import Seq2SeqTransformer
 from tf_transformer.training.callbacks import (
     AverageLastCheckpoints,
@@ -121,20 +121,6 @@ def training_callbacks(
     if config.average_last > 1:
         callbacks.append(AverageLastCheckpoints(run_dir / "checkpoints", config.average_last))
     return callbacks
-
-
-def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
-    """sacreBLEU (13a, cased) and chrF with their signatures."""
-    bleu = sacrebleu.metrics.BLEU()
-    chrf = sacrebleu.metrics.CHRF()
-    bleu_score = bleu.corpus_score(hypotheses, [references])
-    chrf_score = chrf.corpus_score(hypotheses, [references])
-    return {
-        "bleu": round(bleu_score.score, 2),
-        "chrf": round(chrf_score.score, 2),
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-    }
 
 
 def _text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[str], list[str]]:

@@ -1,0 +1,1 @@
+"""Scores of translations (sacreBLEU, chrF) and of a model on parallel data (perplexity)."""
