@@ -20,7 +20,79 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build_vocab(subcommands)
     _add_train(subcommands)
+    _add_translate(subcommands)
+    _add_evaluate(subcommands)
     return parser
+
+
+def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that override the run's `decode` config section."""
+    parser.add_argument("--model", required=True, help="training run directory")
+    parser.add_argument("--beam-size", type=int, help="beams per sentence (1: greedy)")
+    parser.add_argument("--length-penalty", type=float, help="GNMT alpha (0: none)")
+    parser.add_argument("--sample", action="store_true", default=None, help="sample tokens")
+    parser.add_argument("--temperature", type=float, help="sampling temperature")
+    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling probability mass")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--num-return-sequences", type=int, help="hypotheses per sentence")
+    parser.add_argument("--max-length", type=int, help="absolute output length limit")
+    parser.add_argument("--batch-size", type=int, help="sentences per generation call")
+
+
+def _translator(args: argparse.Namespace):
+    from tf_transformer.decoding.translator import Translator  # imports TensorFlow
+
+    run_dir = Path(args.model)
+    experiment = config.load([run_dir / "config.yaml"])
+    field_names = {field.name for field in dataclasses.fields(config.DecodeConfig)}
+    flags = {
+        name: value
+        for name, value in vars(args).items()
+        if name in field_names and value is not None
+    }
+    return Translator.from_run(run_dir, dataclasses.replace(experiment.decode, **flags))
+
+
+def _add_translate(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "translate",
+        help="translate lines of text with a trained run",
+        description="Translates one sentence per line from --input (default stdin) to "
+        "--output (default stdout), line for line; empty lines stay empty. With "
+        "--num-return-sequences N, writes N tab-separated 'score<TAB>translation' lines "
+        "per input line, best first.",
+    )
+    _add_decode_arguments(parser)
+    parser.add_argument("--input", help="file to translate (default: standard input)")
+    parser.add_argument("--output", help="file to write (default: standard output)")
+    parser.set_defaults(run=_run_translate)
+
+
+def _run_translate(args: argparse.Namespace) -> None:
+    from tf_transformer.decoding.translator import translate_file  # imports TensorFlow
+
+    translate_file(_translator(args), args.input, args.output)
+
+
+def _add_evaluate(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "evaluate",
+        help="sacreBLEU and chrF of a trained run on a test set",
+        description="Translates --src and scores it against --ref with sacreBLEU (13a, "
+        "cased) and chrF; also the model's perplexity on the pair of files.",
+    )
+    _add_decode_arguments(parser)
+    parser.add_argument("--src", required=True, help="source sentences, one per line")
+    parser.add_argument("--ref", required=True, help="reference translations, line-aligned")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from tf_transformer.evaluation.test_set import evaluate_files  # imports TensorFlow
+
+    evaluate_files(_translator(args), args.src, args.ref, as_json=args.json)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,12 +1,28 @@
+import dataclasses
+
 import keras_hub
 import numpy as np
+import pytest
+import tensorflow as tf
 
-from tf_transformer.config import ModelConfig
+from tf_transformer.config import DecodeConfig, ModelConfig
 from tf_transformer.constants import BOS, EOS, PAD
-from tf_transformer.decoding.search import generate, strip_after_eos
+from tf_transformer.decoding.search import (
+    beam_search,
+    forbid_special_tokens,
+    generate,
+    length_penalty_divisor,
+    model_next_logits,
+    search,
+    sequence_log_probs,
+    strip_after_eos,
+)
+from tf_transformer.layers.masks import padding_mask
 from tf_transformer.models import Seq2SeqTransformer
 
 SOURCE = np.array([[5, 6, 7, EOS], [8, 9, EOS, PAD]], "int32")
+GREEDY = DecodeConfig()
+SAMPLING = DecodeConfig(sample=True, num_return_sequences=4, seed=7)
 
 
 def small_model():
@@ -16,13 +32,34 @@ def small_model():
     return Seq2SeqTransformer(config)
 
 
+@pytest.fixture(scope="module")
+def model():
+    tf.keras.utils.set_random_seed(1234)
+    model = small_model()
+    model({"encoder_inputs": SOURCE, "decoder_inputs": SOURCE})  # builds it
+    return model
+
+
 def argmax_without_cache(model, source, steps):
     """Reference greedy decoding: the full forward pass over the growing prefix."""
     prefix = np.full((len(source), 1), BOS, "int32")
     for _ in range(steps):
-        logits = model({"encoder_inputs": source, "decoder_inputs": prefix})
+        logits = forbid_special_tokens(model({"encoder_inputs": source, "decoder_inputs": prefix}))
         prefix = np.concatenate([prefix, np.argmax(logits[:, -1], -1)[:, None]], 1)
     return prefix[:, 1:]
+
+
+def rescore(model, sequences, length_penalty):
+    """Length-penalised teacher-forced scores of `sequences` [B, N, L] (EOS restored)."""
+    batch_size, count, max_length = sequences.shape
+    tokens = sequences.reshape(batch_size * count, max_length)
+    lengths = (tokens != PAD).sum(1)
+    ended = lengths < max_length
+    tokens = np.where(np.arange(max_length) == lengths[:, None], EOS, tokens)
+    log_probs = sequence_log_probs(model, np.repeat(SOURCE, count, axis=0), tokens)
+    penalised_lengths = np.where(ended, lengths + 1, max_length)
+    scores = log_probs / length_penalty_divisor(penalised_lengths, length_penalty)
+    return np.asarray(scores).reshape(batch_size, count)
 
 
 def test_strip_after_eos_pads_the_first_eos_and_the_rest():
@@ -32,15 +69,87 @@ def test_strip_after_eos_pads_the_first_eos_and_the_rest():
     )
 
 
-def test_greedy_generation_equals_uncached_argmax_decoding():
-    model = small_model()
+def test_greedy_generation_equals_uncached_argmax_decoding(model):
     expected = np.asarray(strip_after_eos(argmax_without_cache(model, SOURCE, steps=6)))
     np.testing.assert_array_equal(generate(model, SOURCE, max_length=6), expected)
 
 
-def test_top_k_1_sampling_equals_greedy():
-    model = small_model()
+def test_greedy_search_returns_one_hypothesis_scored_by_its_log_prob(model):
+    result = search(model, SOURCE, GREEDY, max_length=6)
+    np.testing.assert_array_equal(result.sequences[:, 0], generate(model, SOURCE, 6))
+    np.testing.assert_allclose(
+        result.scores, rescore(model, np.asarray(result.sequences), 0.0), rtol=1e-5
+    )
+
+
+def test_beam_size_1_without_length_penalty_equals_greedy(model):
+    encoder_outputs = model.encode(SOURCE)
+    cache = model.initial_cache(encoder_outputs, padding_mask(SOURCE), 6)
+    result = beam_search(
+        model_next_logits(model), cache, 2, beam_size=1, max_length=6, length_penalty=0.0
+    )
+    greedy = search(model, SOURCE, GREEDY, max_length=6)
+    np.testing.assert_array_equal(result.sequences, greedy.sequences)
+    np.testing.assert_allclose(result.scores, greedy.scores, rtol=1e-5)
+
+
+def test_beam_search_scores_equal_teacher_forced_scores(model):
+    """The cache follows its beam: every n-best score matches a full forward pass."""
+    config = DecodeConfig(beam_size=4, num_return_sequences=4, length_penalty=0.6)
+    result = search(model, SOURCE, config, max_length=6)
+    assert result.sequences.shape == (2, 4, 6)
+    scores = np.asarray(result.scores)
+    assert np.all(np.diff(scores, axis=1) <= 0)  # best first
+    np.testing.assert_allclose(scores, rescore(model, np.asarray(result.sequences), 0.6), rtol=1e-5)
+
+
+def test_top_k_1_sampling_equals_greedy(model):
+    top_1 = dataclasses.replace(SAMPLING, top_k=1, num_return_sequences=1)
+    greedy = search(model, SOURCE, GREEDY, max_length=6)
+    sampled = search(model, SOURCE, top_1, max_length=6)
+    np.testing.assert_array_equal(sampled.sequences, greedy.sequences)
+    np.testing.assert_allclose(sampled.scores, greedy.scores, rtol=1e-5)
+
+
+def test_top_k_1_sampler_equals_greedy_generation(model):
     sampler = keras_hub.samplers.TopKSampler(k=1, seed=3)
     np.testing.assert_array_equal(
         generate(model, SOURCE, max_length=6, sampler=sampler), generate(model, SOURCE, 6)
     )
+
+
+def test_no_strategy_generates_pad_or_bos(model):
+    for config in (GREEDY, DecodeConfig(beam_size=4, num_return_sequences=4), SAMPLING):
+        sequences = np.asarray(search(model, SOURCE, config, max_length=6).sequences)
+        generated = sequences[:, :, :-1][sequences[:, :, 1:] != PAD]
+        assert not np.isin(generated, (PAD, BOS)).any(), config
+
+
+def test_samples_repeat_with_their_seed_and_are_sorted_by_log_prob(model):
+    first = search(model, SOURCE, SAMPLING, max_length=6)
+    again = search(model, SOURCE, SAMPLING, max_length=6)
+    other_seed = search(model, SOURCE, dataclasses.replace(SAMPLING, seed=8), max_length=6)
+    assert first.sequences.shape == (2, 4, 6)
+    np.testing.assert_array_equal(first.sequences, again.sequences)
+    assert not np.array_equal(first.sequences, other_seed.sequences)
+    scores = np.asarray(first.scores)
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    np.testing.assert_allclose(scores, rescore(model, np.asarray(first.sequences), 0.0), rtol=1e-5)
+
+
+def test_search_compiles_with_xla(model):
+    """Greedy and beam search give their eager results; sampling (whose sampler holds a
+    seed variable) retraces for a new length and repeats its samples call after call."""
+    for config in (GREEDY, DecodeConfig(beam_size=3, num_return_sequences=2)):
+        compiled = tf.function(
+            lambda source, config=config: search(model, source, config, 6), jit_compile=True
+        )
+        result, eager = compiled(tf.constant(SOURCE)), search(model, SOURCE, config, 6)
+        np.testing.assert_array_equal(result.sequences, eager.sequences)
+        np.testing.assert_allclose(result.scores, eager.scores, rtol=1e-5)
+    sample = tf.function(
+        lambda source, max_length: search(model, source, SAMPLING, max_length), jit_compile=True
+    )
+    first = sample(tf.constant(SOURCE), 6)
+    assert sample(tf.constant(SOURCE), 5).sequences.shape == (2, 4, 5)
+    np.testing.assert_array_equal(sample(tf.constant(SOURCE), 6).sequences, first.sequences)

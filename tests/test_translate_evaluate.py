@@ -1,0 +1,99 @@
+"""`tf-transformer translate` and `evaluate` on a tiny trained run."""
+
+import json
+import logging
+
+import pytest
+
+from tf_transformer import config
+from tf_transformer.cli import main
+from tf_transformer.decoding.translator import Translator
+from tf_transformer.training.fit import train
+
+SENTENCES = ["The dog sees the ball.", "", "My cat says that we have painted a ball."]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("run")
+    experiment = config.load(
+        overrides=[
+            "model.d_model=32",
+            "model.ffn_dim=64",
+            "model.num_encoder_layers=1",
+            "model.num_decoder_layers=1",
+            "model.max_length=32",
+            "data.synthetic_train_size=300",
+            "data.synthetic_eval_size=10",
+            "data.vocab_size=200",
+            "data.max_length=32",
+            "data.batch_tokens=512",
+            "train.steps=10",
+            "train.eval_every=10",
+            "train.bleu_sentences=4",
+            "train.jit_compile=false",
+        ]
+    )
+    train(experiment, directory)
+    return directory
+
+
+def test_translate_preserves_line_count_and_empty_lines(run_dir, tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    output = tmp_path / "output.txt"
+    assert (
+        main(
+            ["translate", "--model", str(run_dir), "--input", str(source), "--output", str(output)]
+        )
+        == 0
+    )
+    lines = output.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(lines) == 3
+    assert lines[1] == ""
+    assert lines == Translator.from_run(run_dir).translate(SENTENCES)
+
+
+def test_overlong_input_is_truncated_with_a_warning(run_dir, caplog):
+    translator = Translator.from_run(run_dir)
+    with caplog.at_level(logging.WARNING):
+        translations = translator.translate([" ".join(["dog"] * 80)])
+    assert len(translations) == 1
+    assert "truncated to the model's max_length 32" in caplog.text
+
+
+def test_evaluate_prints_json_last(run_dir, tmp_path, capsys):
+    source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
+    source.write_text("The dog sees the ball.\nNow we have danced.\n", encoding="utf-8")
+    reference.write_text("Der Hund sieht den Ball.\nJetzt haben wir getanzt.\n", encoding="utf-8")
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run_dir),
+                "--src",
+                str(source),
+                "--ref",
+                str(reference),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result) >= {"bleu", "chrf", "bleu_signature", "perplexity"}
+    assert result["sentences"] == 2 and result["perplexity_pairs"] == 2
+    assert result["perplexity"] > 1.0
+
+
+def test_evaluate_names_mismatched_files(run_dir, tmp_path, capsys):
+    source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
+    source.write_text("one\ntwo\n", encoding="utf-8")
+    reference.write_text("eins\n", encoding="utf-8")
+    assert (
+        main(["evaluate", "--model", str(run_dir), "--src", str(source), "--ref", str(reference)])
+        == 2
+    )
+    error = capsys.readouterr().err
+    assert "src.txt" in error and "ref.txt" in error

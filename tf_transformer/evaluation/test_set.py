@@ -1,0 +1,49 @@
+"""`evaluate`: translate a source file, score it against references, and the model's
+perplexity on the pair."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from typing import Any
+
+from tf_transformer.data import pipeline, sources
+from tf_transformer.decoding.translator import Translator
+from tf_transformer.evaluation.metrics import corpus_scores, perplexity
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_files(
+    translator: Translator, source_path: str, reference_path: str, as_json: bool = False
+) -> dict[str, Any]:
+    """sacreBLEU, chrF and perplexity of `translator` on line-aligned files; prints them
+    (with `as_json`, one JSON object on the last line) and returns them."""
+    pairs = sources.parallel_file_pairs(source_path, reference_path)  # checks line counts
+    source_lines, reference_lines = [], []
+    for source, reference in pairs.as_numpy_iterator():
+        source_lines.append(source.decode("utf-8"))
+        reference_lines.append(reference.decode("utf-8"))
+    results = corpus_scores(translator.translate(source_lines), reference_lines)
+    if translator.data_config is not None:
+        tokenized = pipeline.tokenize_pairs(
+            pairs,
+            translator.source_tokenizer,
+            translator.target_tokenizer,
+            translator.model_max_length,
+            cache=False,
+            name=str(source_path),
+        )
+        # Static shapes drop partial batches: every pair must count here.
+        data_config = dataclasses.replace(translator.data_config, static_shapes=False)
+        batches = pipeline.make_dataset(tokenized.dataset, data_config, training=False)
+        results["perplexity"] = round(perplexity(translator.model, batches), 3)
+        results["perplexity_pairs"] = tokenized.report.kept
+    results["sentences"] = len(source_lines)
+    if as_json:
+        print(json.dumps(results))
+    else:
+        for name, value in results.items():
+            print(f"{name}: {value}")
+    return results
