@@ -2,11 +2,14 @@
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 
 from tf_transformer import config
 from tf_transformer.cli import main
+from tf_transformer.config import DecodeConfig
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.training.fit import train
 
@@ -97,3 +100,26 @@ def test_evaluate_names_mismatched_files(run_dir, tmp_path, capsys):
     )
     error = capsys.readouterr().err
     assert "src.txt" in error and "ref.txt" in error
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_cached_and_uncached_decoding_give_the_same_translations(run_dir, beam_size):
+    decode = DecodeConfig(beam_size=beam_size, max_length=20)
+    sentences = [SENTENCES[0], SENTENCES[2], "Now we have danced."]
+    cached = Translator.from_run(run_dir, decode).translate_nbest_iter(sentences)
+    uncached = Translator.from_run(run_dir, decode, use_cache=False).translate_nbest_iter(sentences)
+    for with_cache, without_cache in zip(cached, uncached, strict=True):
+        assert with_cache[0].text == without_cache[0].text
+        assert with_cache[0].score == pytest.approx(without_cache[0].score, abs=1e-4)
+
+
+def test_translate_command_in_a_fresh_process_reads_stdin(run_dir):
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_transformer.cli", "translate", "--model", str(run_dir)],
+        input="\n".join(SENTENCES) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:-1] == Translator.from_run(run_dir).translate(SENTENCES)

@@ -22,7 +22,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subcommands)
     _add_translate(subcommands)
     _add_evaluate(subcommands)
+    _add_benchmark(subcommands)
     return parser
+
+
+def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser("benchmark", help="speed measurements that print JSON")
+    kinds = parser.add_subparsers(dest="benchmark", required=True, metavar="KIND")
+    decode = kinds.add_parser(
+        "decode",
+        help="translation speed of a trained run",
+        description="Translates --src twice (the first pass compiles) and prints "
+        "sentences/s and target tokens/s of the second as one JSON line.",
+    )
+    _add_decode_arguments(decode)
+    decode.add_argument("--src", required=True, help="source sentences, one per line")
+    decode.add_argument("--limit", type=int, help="use only the first N lines")
+    decode.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="re-run the decoder over the whole prefix at every step (the naive decoder)",
+    )
+    decode.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    decode.set_defaults(run=_run_benchmark_decode)
+
+
+def _run_benchmark_decode(args: argparse.Namespace) -> None:
+    from tf_transformer.decoding.benchmark import benchmark_decode  # imports TensorFlow
+
+    benchmark_decode(args.model, args.src, _decode_config(args), args.use_cache, args.limit)
 
 
 def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,18 +69,22 @@ def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="sentences per generation call")
 
 
-def _translator(args: argparse.Namespace):
-    from tf_transformer.decoding.translator import Translator  # imports TensorFlow
-
-    run_dir = Path(args.model)
-    experiment = config.load([run_dir / "config.yaml"])
+def _decode_config(args: argparse.Namespace) -> config.DecodeConfig:
+    """The run's `decode` section with the decode flags applied on top."""
+    experiment = config.load([Path(args.model) / "config.yaml"])
     field_names = {field.name for field in dataclasses.fields(config.DecodeConfig)}
     flags = {
         name: value
         for name, value in vars(args).items()
         if name in field_names and value is not None
     }
-    return Translator.from_run(run_dir, dataclasses.replace(experiment.decode, **flags))
+    return dataclasses.replace(experiment.decode, **flags)
+
+
+def _translator(args: argparse.Namespace):
+    from tf_transformer.decoding.translator import Translator  # imports TensorFlow
+
+    return Translator.from_run(args.model, _decode_config(args))
 
 
 def _add_translate(subcommands: argparse._SubParsersAction) -> None:

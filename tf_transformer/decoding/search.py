@@ -120,14 +120,21 @@ def sequence_log_probs(model, encoder_inputs, tokens):
     return ops.sum(ops.where(up_to_first_eos, token_log_probs, 0.0), axis=1)
 
 
-def search(model, encoder_inputs, decode_config: DecodeConfig, max_length: int) -> SearchResult:
+def search(
+    model, encoder_inputs, decode_config: DecodeConfig, max_length: int, use_cache: bool = True
+) -> SearchResult:
     """Translations of source ids ``[B, S]`` as `decode_config` asks.
 
     Greedy (beam_size 1): N=1, score = summed log-probability. Beam search (beam_size
     > 1): the `num_return_sequences` best beams, scores with the length penalty.
     Sampling (`sample`): `num_return_sequences` samples per sentence, sorted by their
-    summed log-probability.
+    summed log-probability. `use_cache=False` runs the same search with the naive
+    decoder (`uncached_next_logits`), for speed comparisons.
     """
+    if not use_cache:
+        if decode_config.sample:
+            raise ValueError("use_cache=False is for comparing searches; sampling always caches")
+        return _beam_search_model(model, encoder_inputs, decode_config, max_length, use_cache)
     if decode_config.beam_size > 1:
         return _beam_search_model(model, encoder_inputs, decode_config, max_length)
     count = decode_config.num_return_sequences if decode_config.sample else 1
@@ -155,16 +162,50 @@ def model_next_logits(model):
     return next_logits
 
 
-def _beam_search_model(model, encoder_inputs, decode_config, max_length):
+class PrefixState(NamedTuple):
+    """What the naive decoder carries instead of a key/value cache."""
+
+    prefix: object  # [B, L + 1] int32: BOS, the tokens so far, then PAD
+    encoder_outputs: object  # [B, S, d_model]
+    encoder_padding_mask: object  # [B, S] bool
+
+
+def uncached_next_logits(model):
+    """`beam_search`'s `next_logits` without a cache: every step re-runs the decoder over
+    the whole fixed-length prefix (the causal mask hides the PAD tail). Only for
+    measuring what the cache saves; it gives the same tokens."""
+
+    def next_logits(token_ids, state, index):
+        prefix = ops.slice_update(state.prefix, (0, index), ops.cast(token_ids, "int32")[:, None])
+        logits = model.decode(prefix, state.encoder_outputs, state.encoder_padding_mask)
+        step_logits = ops.take(logits, index, axis=1)  # [B, V]
+        return forbid_special_tokens(step_logits), state._replace(prefix=prefix)
+
+    return next_logits
+
+
+def _beam_search_model(model, encoder_inputs, decode_config, max_length, use_cache=True):
     encoder_outputs = model.encode(encoder_inputs, training=False)
-    cache = model.initial_cache(encoder_outputs, padding_mask(encoder_inputs), max_length)
+    encoder_padding_mask = padding_mask(encoder_inputs)
+    if use_cache:
+        next_logits = model_next_logits(model)
+        cache = model.initial_cache(encoder_outputs, encoder_padding_mask, max_length)
+    else:
+        next_logits = uncached_next_logits(model)
+        batch_size = ops.shape(encoder_inputs)[0]
+        cache = PrefixState(
+            ops.zeros((batch_size, max_length + 1), "int32"),
+            encoder_outputs,
+            encoder_padding_mask,
+        )
     return beam_search(
-        model_next_logits(model),
+        next_logits,
         cache,
         batch_size=ops.shape(encoder_inputs)[0],
         beam_size=decode_config.beam_size,
         max_length=max_length,
-        length_penalty=decode_config.length_penalty,
+        # A single beam without length penalty is exactly greedy search.
+        length_penalty=decode_config.length_penalty if decode_config.beam_size > 1 else 0.0,
         num_return_sequences=decode_config.num_return_sequences,
     )
 

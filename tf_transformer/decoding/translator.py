@@ -18,6 +18,7 @@ from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import EOS, PAD
 from tf_transformer.data.tokenizer import load_tokenizers
 from tf_transformer.decoding.search import search
+from tf_transformer.models import Seq2SeqTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Translator:
         source_tokenizer, target_tokenizer: `tensorflow_text.SentencepieceTokenizer`s.
         decode_config: search or sampling settings (default: greedy).
         jit_compile: compile the search with XLA.
+        use_cache: False re-runs the decoder over the whole prefix at every step (the
+            naive decoder), only to measure what the key/value cache saves.
     """
 
     def __init__(
@@ -53,33 +56,40 @@ class Translator:
         target_tokenizer,
         decode_config: DecodeConfig | None = None,
         jit_compile: bool = True,
+        use_cache: bool = True,
     ):
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.decode_config = decode_config or DecodeConfig()
+        self.use_cache = use_cache
         self.model_max_length = model.config.max_length
         self.data_config = None  # the run's DataConfig, when built by `from_run`
         self._search = tf.function(self._search_ids, jit_compile=jit_compile)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, decode_config: DecodeConfig | None = None):
+    def from_run(cls, run_dir: str | Path, decode_config: DecodeConfig | None = None, **options):
         """The translator of a training run directory (its model.keras and vocabulary);
-        `decode_config` defaults to the run's `decode` section."""
+        `decode_config` defaults to the run's `decode` section; `options` go to __init__."""
         run_dir = Path(run_dir)
         if not (run_dir / "model.keras").is_file():
             raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
         experiment = config_lib.load([run_dir / "config.yaml"])
         source_tokenizer, target_tokenizer = load_tokenizers(experiment.data)
-        model = keras.models.load_model(run_dir / "model.keras")
+        # compile=False: inference needs neither the optimizer nor the training loss.
+        model = keras.models.load_model(
+            run_dir / "model.keras",
+            custom_objects={"Seq2SeqTransformer": Seq2SeqTransformer},
+            compile=False,
+        )
         translator = cls(
-            model, source_tokenizer, target_tokenizer, decode_config or experiment.decode
+            model, source_tokenizer, target_tokenizer, decode_config or experiment.decode, **options
         )
         translator.data_config = experiment.data
         return translator
 
     def _search_ids(self, source_ids, max_length):
-        return search(self.model, source_ids, self.decode_config, max_length)
+        return search(self.model, source_ids, self.decode_config, max_length, self.use_cache)
 
     def output_length(self, source_length: int) -> int:
         """Most tokens generated for a padded source of `source_length` tokens."""

@@ -1,0 +1,43 @@
+"""`benchmark decode`: translation speed of a trained run, with or without the cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tf_transformer.config import DecodeConfig
+from tf_transformer.decoding.translator import Translator
+
+
+def benchmark_decode(
+    run_dir: str | Path,
+    source_path: str | Path,
+    decode_config: DecodeConfig,
+    use_cache: bool = True,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Sentences and target tokens per second over the first `limit` lines of
+    `source_path`. A first pass compiles every batch shape; the second is timed.
+    Prints one JSON object on the last line and returns it."""
+    translator = Translator.from_run(run_dir, decode_config, use_cache=use_cache)
+    with open(source_path, encoding="utf-8") as source_file:
+        sentences = [line.rstrip("\n") for line in source_file][:limit]
+    translator.translate(sentences)  # compile
+    started = time.perf_counter()
+    translations = translator.translate(sentences)
+    seconds = time.perf_counter() - started
+    pieces = translator.target_tokenizer.tokenize(translations).to_list()
+    target_tokens = sum(len(ids) + 1 for ids in pieces)  # + EOS
+    result = {
+        "sentences_per_s": round(len(sentences) / seconds, 2),
+        "target_tokens_per_s": round(target_tokens / seconds, 1),
+        "beam_size": decode_config.beam_size,
+        "cache": use_cache,
+        "sentences": len(sentences),
+        "mean_target_tokens": round(target_tokens / max(len(sentences), 1), 1),
+        "seconds": round(seconds, 2),
+    }
+    print(json.dumps(result))
+    return result
