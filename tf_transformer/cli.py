@@ -44,6 +44,12 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
         action="store_false",
         help="re-run the decoder over the whole prefix at every step (the naive decoder)",
     )
+    decode.add_argument(
+        "--no-xla",
+        dest="jit_compile",
+        action="store_false",
+        help="run the search as a plain tf.function instead of compiling it with XLA",
+    )
     decode.add_argument("--json", action="store_true", help="JSON output (the only format)")
     decode.set_defaults(run=_run_benchmark_decode)
 
@@ -51,7 +57,14 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
 def _run_benchmark_decode(args: argparse.Namespace) -> None:
     from tf_transformer.decoding.benchmark import benchmark_decode  # imports TensorFlow
 
-    benchmark_decode(args.model, args.src, _decode_config(args), args.use_cache, args.limit)
+    benchmark_decode(
+        args.model,
+        args.src,
+        _decode_config(args),
+        use_cache=args.use_cache,
+        jit_compile=args.jit_compile,
+        limit=args.limit,
+    )
 
 
 def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,12 +16,15 @@ def benchmark_decode(
     source_path: str | Path,
     decode_config: DecodeConfig,
     use_cache: bool = True,
+    jit_compile: bool = True,
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Sentences and target tokens per second over the first `limit` lines of
     `source_path`. A first pass compiles every batch shape; the second is timed.
     Prints one JSON object on the last line and returns it."""
-    translator = Translator.from_run(run_dir, decode_config, use_cache=use_cache)
+    translator = Translator.from_run(
+        run_dir, decode_config, use_cache=use_cache, jit_compile=jit_compile
+    )
     with open(source_path, encoding="utf-8") as source_file:
         sentences = [line.rstrip("\n") for line in source_file][:limit]
     translator.translate(sentences)  # compile
@@ -35,6 +38,7 @@ def benchmark_decode(
         "target_tokens_per_s": round(target_tokens / seconds, 1),
         "beam_size": decode_config.beam_size,
         "cache": use_cache,
+        "xla": jit_compile,
         "sentences": len(sentences),
         "mean_target_tokens": round(target_tokens / max(len(sentences), 1), 1),
         "seconds": round(seconds, 2),
