@@ -157,6 +157,19 @@ def test_static_shapes_come_from_the_declared_set(synthetic_examples):
     assert len(seen) >= 2
 
 
+def test_static_shapes_for_evaluation_keep_every_pair(synthetic_examples):
+    config = dataclasses.replace(SMALL, static_shapes=True)
+    declared_lengths = {length for _, length in pipeline.static_batch_shapes(config)}
+    rows = 0
+    for features, targets in pipeline.make_dataset(
+        synthetic_examples.dataset, config, training=False
+    ):
+        assert targets.shape[1] in declared_lengths
+        assert features["encoder_inputs"].shape == targets.shape
+        rows += targets.shape[0]
+    assert rows == 600
+
+
 def test_shards_are_disjoint_and_use_the_per_replica_budget(synthetic_examples):
     shards = []
     for pipeline_id in range(2):

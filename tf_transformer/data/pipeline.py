@@ -149,8 +149,8 @@ def make_dataset(
     Each batch holds pairs of one length bucket, as many as fit in the token budget:
     batch size * bucket length <= batch_tokens (per replica when `input_context` is given;
     the dataset is then this input pipeline's shard). Batches are padded to their longest
-    sequence, or with config.static_shapes to the bucket length, dropping partial batches.
-    `training` shuffles (seeded; reshuffled each epoch).
+    sequence, or with config.static_shapes to the bucket length, dropping partial batches
+    when `training`. `training` also shuffles (seeded; reshuffled each epoch).
 
     Use with tf.distribute:
         strategy.distribute_datasets_from_function(
@@ -174,7 +174,8 @@ def make_dataset(
         bucket_batch_sizes=[batch_tokens // length for length in lengths] + [1],
         padding_values=({"encoder_inputs": pad, "decoder_inputs": pad}, pad),
         pad_to_bucket_boundary=config.static_shapes,
-        drop_remainder=config.static_shapes,
+        # Evaluation keeps partial batches (smaller batch dimension): every pair counts.
+        drop_remainder=config.static_shapes and training,
     )
     return batches.prefetch(tf.data.AUTOTUNE)
 
