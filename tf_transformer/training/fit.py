@@ -147,7 +147,8 @@ def _prepare_vocabulary(experiment: ExperimentConfig, run_dir: Path) -> Experime
 def train(
     experiment: ExperimentConfig, output_dir: str | Path, export_path: str | Path | None = None
 ) -> dict[str, Any]:
-    """Trains, validates, saves and scores a model; returns the metrics it writes.
+    """Trains, validates (greedy BLEU), saves and scores a model on the test split (with
+    the experiment's `decode` settings); returns the metrics it writes.
 
     The final model goes to OUTPUT_DIR/model.keras and, if given, to `export_path`.
     """
@@ -192,12 +193,11 @@ def train(
     validation_sources, validation_references = _text_pairs(
         sources.load_pairs(data, "validation"), train_config.bleu_sentences
     )
-    translator = Translator(model, source_tokenizer, target_tokenizer)
+    greedy_translator = Translator(model, source_tokenizer, target_tokenizer)
 
     def validation_bleu() -> float:
-        return corpus_scores(translator.translate(validation_sources), validation_references)[
-            "bleu"
-        ]
+        translations = greedy_translator.translate(validation_sources)
+        return corpus_scores(translations, validation_references)["bleu"]
 
     stop_at_step = StopAtStep(train_config.steps)
     callbacks = training_callbacks(run_dir, train_config, stop_at_step, validation_bleu)
@@ -215,7 +215,9 @@ def train(
         shutil.copyfile(run_dir / "model.keras", export_path)
 
     test_sources, test_references = _text_pairs(sources.load_pairs(data, "test"))
-    test_translations = translator.translate(test_sources)
+    test_translator = Translator(model, source_tokenizer, target_tokenizer, experiment.decode)
+    test_translations = test_translator.translate(test_sources)
+    samples = list(zip(test_sources, test_references, test_translations, strict=True))[:5]
     metrics = {
         **corpus_scores(test_translations, test_references),
         "steps": int(model.optimizer.iterations.numpy()),
@@ -227,10 +229,8 @@ def train(
             "validation": validation_pairs.report._asdict(),
         },
         "samples": [
-            {"source": s, "reference": r, "translation": t}
-            for s, r, t in list(zip(test_sources, test_references, test_translations, strict=True))[
-                :5
-            ]
+            {"source": source, "reference": reference, "translation": translation}
+            for source, reference, translation in samples
         ],
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
