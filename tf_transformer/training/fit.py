@@ -98,8 +98,12 @@ def training_callbacks(
     """The callbacks of a run, in the order they must run."""
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNonFiniteLoss(),  # first: a NaN batch must not reach the backup below
+        # double_checkpoint: a kill during a save leaves the previous backup to resume from.
         keras.callbacks.BackupAndRestore(
-            str(run_dir / "backup"), save_freq=config.backup_every, delete_checkpoint=False
+            str(run_dir / "backup"),
+            save_freq=config.backup_every,
+            delete_checkpoint=False,
+            double_checkpoint=True,
         ),
         stop_at_step,  # after the restore, so it sees the resumed step
         ValidationBleu(validation_bleu),  # before the callbacks that monitor val_bleu
