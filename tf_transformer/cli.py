@@ -82,16 +82,21 @@ def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="sentences per generation call")
 
 
-def _decode_config(args: argparse.Namespace) -> config.DecodeConfig:
-    """The run's `decode` section with the decode flags applied on top."""
-    experiment = config.load([Path(args.model) / "config.yaml"])
-    field_names = {field.name for field in dataclasses.fields(config.DecodeConfig)}
+def _with_flags(section, args: argparse.Namespace):
+    """`section` (a config dataclass) with the flags of `args` that name its fields and
+    were given applied on top."""
+    field_names = {field.name for field in dataclasses.fields(section)}
     flags = {
         name: value
         for name, value in vars(args).items()
         if name in field_names and value is not None
     }
-    return dataclasses.replace(experiment.decode, **flags)
+    return dataclasses.replace(section, **flags)
+
+
+def _decode_config(args: argparse.Namespace) -> config.DecodeConfig:
+    """The run's `decode` section with the decode flags applied on top."""
+    return _with_flags(config.load([Path(args.model) / "config.yaml"]).decode, args)
 
 
 def _translator(args: argparse.Namespace):
@@ -222,13 +227,7 @@ def _add_build_vocab(subcommands: argparse._SubParsersAction) -> None:
 
 def _data_config(args: argparse.Namespace) -> config.DataConfig:
     """The data config of --config / --set, with the subcommand's flags applied on top."""
-    field_names = {field.name for field in dataclasses.fields(config.DataConfig)}
-    flags = {
-        name: value
-        for name, value in vars(args).items()
-        if name in field_names and value is not None
-    }
-    return dataclasses.replace(config.load(args.config, args.set).data, **flags)
+    return _with_flags(config.load(args.config, args.set).data, args)
 
 
 def _run_build_vocab(args: argparse.Namespace) -> None:
