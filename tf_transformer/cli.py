@@ -153,10 +153,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override one config key, e.g. train.steps=200 (repeatable)",
+        help="override config keys, e.g. --set train.steps=200 model.dropout=0.1 (repeatable)",
     )
 
 
