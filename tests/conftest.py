@@ -29,3 +29,32 @@ def two_cpu_strategy():
     # One instance per process: separate MirroredStrategy instances can hand out
     # clashing collective instance keys.
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory with a 1+1-layer model trained for 10 steps on the synthetic corpus."""
+    from tf_transformer import config as config_lib
+    from tf_transformer.training.fit import train
+
+    directory = tmp_path_factory.mktemp("run")
+    experiment = config_lib.load(
+        overrides=[
+            "model.d_model=32",
+            "model.ffn_dim=64",
+            "model.num_encoder_layers=1",
+            "model.num_decoder_layers=1",
+            "model.max_length=32",
+            "data.synthetic_train_size=300",
+            "data.synthetic_eval_size=10",
+            "data.vocab_size=200",
+            "data.max_length=32",
+            "data.batch_tokens=512",
+            "train.steps=10",
+            "train.eval_every=10",
+            "train.bleu_sentences=4",
+            "train.jit_compile=false",
+        ]
+    )
+    train(experiment, directory)
+    return directory

@@ -7,65 +7,38 @@ import sys
 
 import pytest
 
-from tf_transformer import config
 from tf_transformer.cli import main
 from tf_transformer.config import DecodeConfig
 from tf_transformer.decoding.translator import Translator
-from tf_transformer.training.fit import train
 
 SENTENCES = ["The dog sees the ball.", "", "My cat says that we have painted a ball."]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("run")
-    experiment = config.load(
-        overrides=[
-            "model.d_model=32",
-            "model.ffn_dim=64",
-            "model.num_encoder_layers=1",
-            "model.num_decoder_layers=1",
-            "model.max_length=32",
-            "data.synthetic_train_size=300",
-            "data.synthetic_eval_size=10",
-            "data.vocab_size=200",
-            "data.max_length=32",
-            "data.batch_tokens=512",
-            "train.steps=10",
-            "train.eval_every=10",
-            "train.bleu_sentences=4",
-            "train.jit_compile=false",
-        ]
-    )
-    train(experiment, directory)
-    return directory
-
-
-def test_translate_preserves_line_count_and_empty_lines(run_dir, tmp_path):
+def test_translate_preserves_line_count_and_empty_lines(tiny_run, tmp_path):
     source = tmp_path / "source.txt"
     source.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     output = tmp_path / "output.txt"
     assert (
         main(
-            ["translate", "--model", str(run_dir), "--input", str(source), "--output", str(output)]
+            ["translate", "--model", str(tiny_run), "--input", str(source), "--output", str(output)]
         )
         == 0
     )
     lines = output.read_text(encoding="utf-8").split("\n")[:-1]
     assert len(lines) == 3
     assert lines[1] == ""
-    assert lines == Translator.from_run(run_dir).translate(SENTENCES)
+    assert lines == Translator.from_run(tiny_run).translate(SENTENCES)
 
 
-def test_overlong_input_is_truncated_with_a_warning(run_dir, caplog):
-    translator = Translator.from_run(run_dir)
+def test_overlong_input_is_truncated_with_a_warning(tiny_run, caplog):
+    translator = Translator.from_run(tiny_run)
     with caplog.at_level(logging.WARNING):
         translations = translator.translate([" ".join(["dog"] * 80)])
     assert len(translations) == 1
     assert "truncated to the model's max_length 32" in caplog.text
 
 
-def test_evaluate_prints_json_last(run_dir, tmp_path, capsys):
+def test_evaluate_prints_json_last(tiny_run, tmp_path, capsys):
     source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
     source.write_text("The dog sees the ball.\nNow we have danced.\n", encoding="utf-8")
     reference.write_text("Der Hund sieht den Ball.\nJetzt haben wir getanzt.\n", encoding="utf-8")
@@ -74,7 +47,7 @@ def test_evaluate_prints_json_last(run_dir, tmp_path, capsys):
             [
                 "evaluate",
                 "--model",
-                str(run_dir),
+                str(tiny_run),
                 "--src",
                 str(source),
                 "--ref",
@@ -90,12 +63,12 @@ def test_evaluate_prints_json_last(run_dir, tmp_path, capsys):
     assert result["perplexity"] > 1.0
 
 
-def test_evaluate_names_mismatched_files(run_dir, tmp_path, capsys):
+def test_evaluate_names_mismatched_files(tiny_run, tmp_path, capsys):
     source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
     source.write_text("one\ntwo\n", encoding="utf-8")
     reference.write_text("eins\n", encoding="utf-8")
     assert (
-        main(["evaluate", "--model", str(run_dir), "--src", str(source), "--ref", str(reference)])
+        main(["evaluate", "--model", str(tiny_run), "--src", str(source), "--ref", str(reference)])
         == 2
     )
     error = capsys.readouterr().err
@@ -103,23 +76,25 @@ def test_evaluate_names_mismatched_files(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_cached_and_uncached_decoding_give_the_same_translations(run_dir, beam_size):
+def test_cached_and_uncached_decoding_give_the_same_translations(tiny_run, beam_size):
     decode = DecodeConfig(beam_size=beam_size, max_length=20)
     sentences = [SENTENCES[0], SENTENCES[2], "Now we have danced."]
-    cached = Translator.from_run(run_dir, decode).translate_nbest_iter(sentences)
-    uncached = Translator.from_run(run_dir, decode, use_cache=False).translate_nbest_iter(sentences)
+    cached = Translator.from_run(tiny_run, decode).translate_nbest_iter(sentences)
+    uncached = Translator.from_run(tiny_run, decode, use_cache=False).translate_nbest_iter(
+        sentences
+    )
     for with_cache, without_cache in zip(cached, uncached, strict=True):
         assert with_cache[0].text == without_cache[0].text
         assert with_cache[0].score == pytest.approx(without_cache[0].score, abs=1e-4)
 
 
-def test_translate_command_in_a_fresh_process_reads_stdin(run_dir):
+def test_translate_command_in_a_fresh_process_reads_stdin(tiny_run):
     result = subprocess.run(
-        [sys.executable, "-m", "tf_transformer.cli", "translate", "--model", str(run_dir)],
+        [sys.executable, "-m", "tf_transformer.cli", "translate", "--model", str(tiny_run)],
         input="\n".join(SENTENCES) + "\n",
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split("\n")[:-1] == Translator.from_run(run_dir).translate(SENTENCES)
+    assert result.stdout.split("\n")[:-1] == Translator.from_run(tiny_run).translate(SENTENCES)

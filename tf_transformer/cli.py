@@ -22,8 +22,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subcommands)
     _add_translate(subcommands)
     _add_evaluate(subcommands)
+    _add_export(subcommands)
     _add_benchmark(subcommands)
     return parser
+
+
+def _add_export(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "export",
+        help="export a trained run as a SavedModel for TF Serving",
+        description="Writes OUTPUT/N (the next version number) as a SavedModel that takes "
+        "and returns strings: signatures serving_default, translate_nbest and sample. "
+        "Loading it needs only tensorflow and tensorflow-text. Flags override the run's "
+        "decode settings.",
+    )
+    parser.add_argument("--model", required=True, help="training run directory")
+    parser.add_argument("--output", required=True, help="model directory, e.g. saved_models/NAME")
+    parser.add_argument("--beam-size", type=int, help="beams per sentence (1: greedy)")
+    parser.add_argument("--length-penalty", type=float, help="GNMT alpha (0: none)")
+    parser.add_argument("--max-length", type=int, help="absolute output length limit")
+    parser.add_argument(
+        "--num-samples", type=int, default=1, help="samples per sentence of the sample signature"
+    )
+    parser.add_argument("--seed", type=int, help="seed of the sample signature")
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    decode_config = _decode_config(args)  # config errors before the slow import
+    from tf_transformer.serving.export import export_run  # imports TensorFlow
+
+    export_run(args.model, args.output, decode_config, args.num_samples)
 
 
 def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
@@ -53,6 +82,19 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
     decode.add_argument("--json", action="store_true", help="JSON output (the only format)")
     decode.set_defaults(run=_run_benchmark_decode)
 
+    serve = kinds.add_parser(
+        "serve",
+        help="load time, latency and throughput of an exported SavedModel",
+        description="Loads the SavedModel, then times single-sentence calls of "
+        "serving_default (p50 / p95 latency) and batches of --batch-size sentences "
+        "(sentences/s); prints one JSON line.",
+    )
+    serve.add_argument("--model", required=True, help="SavedModel version directory")
+    serve.add_argument("--src", help="sentences, one per line (default: built-in corpus)")
+    serve.add_argument("--batch-size", type=int, default=32, help="sentences per batch call")
+    serve.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    serve.set_defaults(run=_run_benchmark_serve)
+
 
 def _run_benchmark_decode(args: argparse.Namespace) -> None:
     from tf_transformer.decoding.benchmark import benchmark_decode  # imports TensorFlow
@@ -65,6 +107,12 @@ def _run_benchmark_decode(args: argparse.Namespace) -> None:
         jit_compile=args.jit_compile,
         limit=args.limit,
     )
+
+
+def _run_benchmark_serve(args: argparse.Namespace) -> None:
+    from tf_transformer.serving.benchmark import benchmark_serve  # imports TensorFlow
+
+    benchmark_serve(args.model, args.src, batch_size=args.batch_size)
 
 
 def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -176,7 +224,8 @@ def _add_train(subcommands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--export-dir",
         default="saved_models",
-        help="where the final model is exported as NAME.keras (default: saved_models)",
+        help="the final model is exported as the SavedModel EXPORT_DIR/NAME/N, N the next "
+        "version (default: saved_models)",
     )
     parser.set_defaults(run=_run_train)
 
@@ -190,7 +239,7 @@ def _run_train(args: argparse.Namespace) -> None:
     fit.train(
         experiment,
         output_dir=args.output_dir or Path("runs") / name,
-        export_path=Path(args.export_dir) / f"{name}.keras",
+        export_path=Path(args.export_dir) / name,
     )
 
 

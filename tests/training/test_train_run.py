@@ -32,13 +32,14 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     experiment = config.load(
         overrides=[*TINY_RUN, "train.steps=20", "train.eval_every=10", "train.jit_compile=false"]
     )
-    metrics = train(experiment, tmp_path / "run", export_path=tmp_path / "exported.keras")
+    metrics = train(experiment, tmp_path / "run", export_path=tmp_path / "exported")
     run = tmp_path / "run"
     for name in ("config.yaml", "sentencepiece.model", "model.keras", "metrics.json"):
         assert (run / name).is_file(), name
     assert (run / "checkpoints" / "best.weights.h5").is_file()
     assert list((run / "logs").rglob("events.out.tfevents.*"))
-    assert (tmp_path / "exported.keras").is_file()
+    assert metrics["saved_model"] == str(tmp_path / "exported" / "1")
+    assert (tmp_path / "exported" / "1" / "saved_model.pb").is_file()
     assert metrics["steps"] == 20 and metrics["initial_step"] == 0
     assert len(metrics["history"]["val_bleu"]) == 2
     losses = metrics["history"]["loss"]

@@ -84,21 +84,21 @@ def _sample(model, encoder_inputs, max_length, sampler=None):
 @functools.cache
 def make_sampler(decode_config: DecodeConfig):
     """The keras_hub sampler for `decode_config`: greedy unless `sample`; then top-p
-    (also limited to top_k when set), top-k, or plain random sampling.
+    sampling, also limited to the top_k most likely tokens when top_k > 0.
 
-    One sampler per config: a random sampler's seed state is a variable, which a
-    `tf.function` may create only on its first trace.
+    Every sampling config uses TopPSampler (top_p 1.0 keeps every token), as the
+    exported `sample` signature does, so both draw the same samples. One sampler per
+    config: its seed state is a variable, which a `tf.function` may create only on its
+    first trace.
     """
     if not decode_config.sample:
         return keras_hub.samplers.GreedySampler()
-    options = dict(seed=decode_config.seed, temperature=decode_config.temperature)
-    if decode_config.top_p < 1.0:
-        return keras_hub.samplers.TopPSampler(
-            p=decode_config.top_p, k=decode_config.top_k or None, **options
-        )
-    if decode_config.top_k:
-        return keras_hub.samplers.TopKSampler(k=decode_config.top_k, **options)
-    return keras_hub.samplers.RandomSampler(**options)
+    return keras_hub.samplers.TopPSampler(
+        p=decode_config.top_p,
+        k=decode_config.top_k or None,
+        seed=decode_config.seed,
+        temperature=decode_config.temperature,
+    )
 
 
 def sequence_log_probs(model, encoder_inputs, tokens):
@@ -121,7 +121,12 @@ def sequence_log_probs(model, encoder_inputs, tokens):
 
 
 def search(
-    model, encoder_inputs, decode_config: DecodeConfig, max_length: int, use_cache: bool = True
+    model,
+    encoder_inputs,
+    decode_config: DecodeConfig,
+    max_length,
+    use_cache: bool = True,
+    sampler=None,
 ) -> SearchResult:
     """Translations of source ids ``[B, S]`` as `decode_config` asks.
 
@@ -130,6 +135,9 @@ def search(
     Sampling (`sample`): `num_return_sequences` samples per sentence, sorted by their
     summed log-probability. `use_cache=False` runs the same search with the naive
     decoder (`uncached_next_logits`), for speed comparisons.
+
+    `max_length` (most generated tokens) is a Python int, or a scalar tensor outside
+    XLA. `sampler` replaces `make_sampler(decode_config)` when sampling.
     """
     if not use_cache:
         if decode_config.sample:
@@ -139,7 +147,7 @@ def search(
         return _beam_search_model(model, encoder_inputs, decode_config, max_length)
     count = decode_config.num_return_sequences if decode_config.sample else 1
     repeated_inputs = ops.repeat(encoder_inputs, count, axis=0)  # [B * N, S]
-    sampler = make_sampler(decode_config)
+    sampler = sampler or make_sampler(decode_config)
     if decode_config.sample:
         # Restart the random stream: the same seed gives the same samples on every call.
         sampler.seed_generator.state.assign(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +26,69 @@ logger = logging.getLogger(__name__)
 LENGTH_QUANTUM = 16
 
 
+def blank_sentences(sentences):
+    """True for the sentences ``[B]`` that are empty or only whitespace: they translate
+    to "" without reaching the model."""
+    return tf.equal(tf.strings.length(tf.strings.strip(sentences)), 0)
+
+
+def source_token_ids(source_tokenizer, sentences, model_max_length: int):
+    """Source ids + EOS ``[B, L]`` int32 (PAD-padded, L a multiple of LENGTH_QUANTUM, at
+    most `model_max_length`) and each sentence's untruncated length ``[B]``.
+
+    Invalid UTF-8 bytes become U+FFFD first, so no input can fail the tokenizer. Pure
+    TensorFlow: the Python `Translator` and the exported SavedModel share it.
+    """
+    sentences = tf.strings.unicode_transcode(
+        sentences, "UTF-8", "UTF-8", errors="replace", replace_control_characters=False
+    )
+    pieces = source_tokenizer.tokenize(sentences)  # ragged [B, None]
+    lengths = tf.cast(pieces.row_lengths(), tf.int32) + 1  # + EOS
+    pieces = pieces[:, : model_max_length - 1]
+    eos = tf.fill([pieces.nrows(), 1], tf.constant(EOS, pieces.dtype))
+    rows = tf.concat([pieces, eos], axis=1)
+    longest = tf.maximum(tf.reduce_max(rows.row_lengths()), 1)
+    padded_length = tf.minimum(
+        model_max_length, LENGTH_QUANTUM * tf.cast(tf.math.ceil(longest / LENGTH_QUANTUM), tf.int32)
+    )
+    ids = rows.to_tensor(PAD)
+    source_ids = tf.pad(ids, [[0, 0], [0, padded_length - tf.shape(ids)[1]]], constant_values=PAD)
+    return source_ids, lengths
+
+
+def output_length(decode_config: DecodeConfig, source_length, model_max_length: int):
+    """Most tokens generated for a padded source of `source_length` tokens (a Python int,
+    or a scalar tensor inside a graph): `max_length`, else a * source_length + b, capped
+    by the model's positions."""
+    if decode_config.max_length:
+        wanted = decode_config.max_length
+    else:
+        # floor(a * length) + b, the same in Python and in a graph (float64 as Python's).
+        wanted = (
+            tf.cast(tf.cast(source_length, tf.float64) * decode_config.max_length_a, tf.int32)
+            + decode_config.max_length_b
+        )
+    wanted = tf.clip_by_value(wanted, 1, model_max_length - 1)
+    return int(wanted) if isinstance(source_length, int) else wanted
+
+
+def detokenize(target_tokenizer, sequences):
+    """Texts ``[B, N]`` of target ids ``[B, N, T]`` (PAD after EOS)."""
+    shape = tf.shape(sequences)
+    flat = tf.reshape(sequences, [shape[0] * shape[1], shape[2]])
+    texts = target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(flat, padding=PAD))
+    return tf.reshape(texts, shape[:2])
+
+
+def _string_tensor(sentences: list[str | bytes]):
+    """A tf.string tensor of `sentences`; str with surrogate escapes (undecodable bytes
+    read with errors="surrogateescape") goes back to its original bytes."""
+    return tf.constant(
+        [s.encode("utf-8", "surrogateescape") if isinstance(s, str) else s for s in sentences],
+        tf.string,
+    )
+
+
 class Hypothesis(NamedTuple):
     text: str
     score: float  # length-penalised log-probability (beam) or log-probability
@@ -44,7 +106,9 @@ class Translator:
         model: a trained `Seq2SeqTransformer`.
         source_tokenizer, target_tokenizer: `tensorflow_text.SentencepieceTokenizer`s.
         decode_config: search or sampling settings (default: greedy).
-        jit_compile: compile the search with XLA.
+        jit_compile: compile the search with XLA; default: yes, except when sampling.
+            XLA draws other random numbers than TensorFlow's kernels, and the exported
+            SavedModel runs without XLA; without it both draw the same samples.
         use_cache: False re-runs the decoder over the whole prefix at every step (the
             naive decoder), only to measure what the key/value cache saves.
     """
@@ -55,7 +119,7 @@ class Translator:
         source_tokenizer,
         target_tokenizer,
         decode_config: DecodeConfig | None = None,
-        jit_compile: bool = True,
+        jit_compile: bool | None = None,
         use_cache: bool = True,
     ):
         self.model = model
@@ -65,6 +129,8 @@ class Translator:
         self.use_cache = use_cache
         self.model_max_length = model.config.max_length
         self.data_config = None  # the run's DataConfig, when built by `from_run`
+        if jit_compile is None:
+            jit_compile = not self.decode_config.sample
         self._search = tf.function(self._search_ids, jit_compile=jit_compile)
 
     @classmethod
@@ -93,54 +159,40 @@ class Translator:
 
     def output_length(self, source_length: int) -> int:
         """Most tokens generated for a padded source of `source_length` tokens."""
-        config = self.decode_config
-        wanted = config.max_length or int(config.max_length_a * source_length) + config.max_length_b
-        return max(1, min(wanted, self.model_max_length - 1))
+        return output_length(self.decode_config, source_length, self.model_max_length)
 
-    def _source_ids(self, sentences: list[str]) -> np.ndarray:
-        """``[batch_size, L]`` source ids + EOS, L a multiple of LENGTH_QUANTUM."""
-        pieces = self.source_tokenizer.tokenize(tf.constant(sentences)).to_list()
-        longest_allowed = self.model_max_length - 1
-        rows = []
-        for sentence, ids in zip(sentences, pieces, strict=True):
-            if len(ids) > longest_allowed:
+    def _translate_batch(self, sentences: list[str | bytes]) -> list[list[Hypothesis]]:
+        source_ids, lengths = source_token_ids(
+            self.source_tokenizer, _string_tensor(sentences), self.model_max_length
+        )
+        for sentence, length in zip(sentences, lengths.numpy(), strict=True):
+            if length > self.model_max_length:
                 logger.warning(
                     "Source of %d tokens truncated to the model's max_length %d: %.60s...",
-                    len(ids) + 1,
+                    length,
                     self.model_max_length,
                     sentence,
                 )
-                ids = ids[:longest_allowed]
-            rows.append([*ids, EOS])
-        length = min(
-            self.model_max_length, LENGTH_QUANTUM * math.ceil(max(map(len, rows)) / LENGTH_QUANTUM)
+        # Empty rows up to the batch size: one compiled search serves every batch.
+        source_ids = tf.pad(
+            source_ids, [[0, self.decode_config.batch_size - len(sentences)], [0, 0]]
         )
-        source_ids = np.full((self.decode_config.batch_size, length), PAD, np.int32)
-        for row, ids in enumerate(rows):
-            source_ids[row, : len(ids)] = ids
-        return source_ids
-
-    def _translate_batch(self, sentences: list[str]) -> list[list[Hypothesis]]:
-        source_ids = self._source_ids(sentences)
-        result = self._search(tf.constant(source_ids), self.output_length(source_ids.shape[1]))
-        sequences = np.asarray(result.sequences)[: len(sentences)]  # [B, N, T]
+        result = self._search(source_ids, self.output_length(source_ids.shape[1]))
+        texts = detokenize(self.target_tokenizer, result.sequences[: len(sentences)]).numpy()
         scores = np.asarray(result.scores)[: len(sentences)]  # [B, N]
-        batch, count, length = sequences.shape
-        texts = self.target_tokenizer.detokenize(
-            tf.RaggedTensor.from_tensor(sequences.reshape(batch * count, length), padding=PAD)
-        ).numpy()
         return [
             [
-                Hypothesis(texts[row * count + rank].decode("utf-8"), float(scores[row, rank]))
-                for rank in range(count)
+                Hypothesis(text.decode("utf-8"), float(score))
+                for text, score in zip(row, row_scores, strict=True)
             ]
-            for row in range(batch)
+            for row, row_scores in zip(texts, scores, strict=True)
         ]
 
-    def translate_nbest_iter(self, sentences: Iterable[str]) -> Iterator[list[Hypothesis]]:
+    def translate_nbest_iter(self, sentences: Iterable[str | bytes]) -> Iterator[list[Hypothesis]]:
         """Yields, per input sentence and in order, its hypotheses best first
-        (`num_return_sequences` of them); an empty line gets empty hypotheses."""
-        batch: list[str] = []
+        (`num_return_sequences` of them); an empty line gets empty hypotheses. Invalid
+        UTF-8 (bytes, or str with surrogate escapes) is read with U+FFFD for bad bytes."""
+        batch: list[str | bytes] = []
         for sentence in sentences:
             batch.append(sentence)
             if len(batch) == self.decode_config.batch_size:
@@ -150,12 +202,13 @@ class Translator:
             yield from self._translate_with_empties(batch)
 
     def _translate_with_empties(self, batch: list[str]) -> list[list[Hypothesis]]:
-        non_empty = [sentence for sentence in batch if sentence.strip()]
+        is_blank = blank_sentences(_string_tensor(batch)).numpy()
+        non_empty = [sentence for sentence, blank in zip(batch, is_blank, strict=True) if not blank]
         translations = iter(self._translate_batch(non_empty) if non_empty else [])
         empty = [Hypothesis("", 0.0)] * self.decode_config.num_return_sequences
-        return [next(translations) if sentence.strip() else empty for sentence in batch]
+        return [empty if blank else next(translations) for blank in is_blank]
 
-    def translate(self, sentences: Iterable[str]) -> list[str]:
+    def translate(self, sentences: Iterable[str | bytes]) -> list[str]:
         """The best translation of each sentence."""
         return [hypotheses[0].text for hypotheses in self.translate_nbest_iter(sentences)]
 
@@ -163,15 +216,24 @@ class Translator:
 def translate_file(translator: Translator, input_path: str | None, output_path: str | None):
     """Translates `input_path` (None: stdin) line by line into `output_path` (None:
     stdout), with a progress bar when reading a file. With num_return_sequences > 1,
-    writes that many ``score<TAB>text`` lines per input line."""
+    writes that many ``score<TAB>text`` lines per input line.
+
+    Lines that are not valid UTF-8 are translated with U+FFFD for their bad bytes, and a
+    warning names the file, how many lines and the first one.
+    """
     if input_path is not None:
-        with open(input_path, encoding="utf-8") as counted:
+        with open(input_path, encoding="utf-8", errors="surrogateescape") as counted:
             total = sum(1 for _ in counted)
-    source = open(input_path, encoding="utf-8") if input_path else sys.stdin  # noqa: SIM115
+        source = open(input_path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+    else:
+        source = sys.stdin
+        if hasattr(source, "reconfigure"):
+            source.reconfigure(errors="surrogateescape")
     target = open(output_path, "w", encoding="utf-8") if output_path else sys.stdout  # noqa: SIM115
     progress = keras.utils.Progbar(total, unit_name="sentence") if input_path else None
+    bad_lines: list[int] = []
     try:
-        lines = (line.rstrip("\n") for line in source)
+        lines = _checked_lines(source, bad_lines)
         for done, hypotheses in enumerate(translator.translate_nbest_iter(lines), start=1):
             if translator.decode_config.num_return_sequences == 1:
                 target.write(hypotheses[0].text + "\n")
@@ -181,8 +243,28 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
                 progress.update(done)
         if progress is not None:
             progress.update(total, finalize=True)
+        if bad_lines:
+            logger.warning(
+                "%d line(s) of %s are not valid UTF-8 (first: line %d); their bad bytes were "
+                "read as U+FFFD",
+                len(bad_lines),
+                input_path or "standard input",
+                bad_lines[0],
+            )
     finally:
         if input_path:
             source.close()
         if output_path:
             target.close()
+
+
+def _checked_lines(source, bad_lines: list[int]) -> Iterator[str]:
+    """The lines of `source` without newlines; appends the numbers of those holding
+    undecodable bytes (surrogate escapes) to `bad_lines`."""
+    for number, line in enumerate(source, start=1):
+        line = line.rstrip("\n")
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            bad_lines.append(number)
+        yield line

@@ -198,7 +198,8 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
     def initial_cache(self, encoder_outputs, encoder_padding_mask, max_length=None):
         """An empty self-attention cache for `max_length` steps (default
         config.max_length) and the cross-attention keys/values of the source."""
-        max_length = max_length or self.config.max_length
+        if max_length is None:
+            max_length = self.config.max_length
         batch_size = ops.shape(encoder_outputs)[0]
         empty = ops.zeros(
             (batch_size, 2, max_length, self.config.num_heads, self.config.head_dim),

@@ -18,7 +18,6 @@ import functools
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.serving.export import export_translator
 from tf_transformer.training.callbacks import (
     AverageLastCheckpoints,
     StopAtStep,
@@ -154,7 +154,8 @@ def train(
     """Trains, validates (greedy BLEU), saves and scores a model on the test split (with
     the experiment's `decode` settings); returns the metrics it writes.
 
-    The final model goes to OUTPUT_DIR/model.keras and, if given, to `export_path`.
+    The final model goes to OUTPUT_DIR/model.keras and, if `export_path` is given, is
+    exported there as a versioned SavedModel (EXPORT_PATH/N, strings in and out).
     """
     run_dir = Path(output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,9 +215,6 @@ def train(
         shuffle=False,  # the pipeline shuffles
     )
     model.save(run_dir / "model.keras")
-    if export_path is not None:
-        Path(export_path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / "model.keras", export_path)
 
     test_sources, test_references = _text_pairs(sources.load_pairs(data, "test"))
     test_translator = Translator(model, source_tokenizer, target_tokenizer, experiment.decode)
@@ -237,12 +235,23 @@ def train(
             for source, reference, translation in samples
         ],
     }
+    if export_path is not None:
+        metrics["saved_model"] = str(
+            export_translator(
+                model,
+                source_tokenizer,
+                target_tokenizer,
+                experiment.decode,
+                tokenizer.vocabulary_paths(data),
+                export_path,
+            )
+        )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    _print_summary(metrics, run_dir, export_path)
+    _print_summary(metrics, run_dir)
     return metrics
 
 
-def _print_summary(metrics: dict[str, Any], run_dir: Path, export_path: str | Path | None) -> None:
+def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
     print(
         f"\nTest BLEU {metrics['bleu']:.2f}, chrF {metrics['chrf']:.2f} "
         f"({metrics['bleu_signature']})"
@@ -253,5 +262,6 @@ def _print_summary(metrics: dict[str, Any], run_dir: Path, export_path: str | Pa
         print(f"  translation: {sample['translation']}")
         print(f"  reference:   {sample['reference']}")
     print(
-        f"Run directory: {run_dir}" + (f"; model exported to {export_path}" if export_path else "")
+        f"Run directory: {run_dir}"
+        + (f"; SavedModel exported to {metrics['saved_model']}" if "saved_model" in metrics else "")
     )
