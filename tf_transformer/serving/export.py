@@ -55,9 +55,7 @@ class _TranslationGraph:
         self.model = model
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
-        self.best_config = dataclasses.replace(
-            decode_config, sample=False, num_return_sequences=1
-        )
+        self.best_config = dataclasses.replace(decode_config, sample=False, num_return_sequences=1)
         self.nbest_config = dataclasses.replace(
             self.best_config, num_return_sequences=decode_config.beam_size
         )
@@ -127,9 +125,7 @@ def export_translator(
     output_dir = Path(output_dir)
     versions = [int(path.name) for path in output_dir.glob("*") if path.name.isdigit()]
     version_dir = output_dir / str(max(versions, default=0) + 1)
-    graph = _TranslationGraph(
-        model, source_tokenizer, target_tokenizer, decode_config, num_samples
-    )
+    graph = _TranslationGraph(model, source_tokenizer, target_tokenizer, decode_config, num_samples)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for tokenizer in {id(t): t for t in (source_tokenizer, target_tokenizer)}.values():
