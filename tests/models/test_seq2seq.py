@@ -72,6 +72,21 @@ def test_changing_later_target_tokens_changes_no_earlier_logit(model):
         assert difference[:, position + 1 :].max() > 1e-4  # the later positions do change
 
 
+def test_cross_attention_weights_are_distributions_over_real_source_positions(model):
+    weights = [np.asarray(w) for w in model.cross_attention_weights(SOURCE, DECODER_INPUTS)]
+    assert len(weights) == model.config.num_decoder_layers
+    for block_weights in weights:
+        assert block_weights.shape == (2, 4, 4, 5)  # [B, H, T, S]
+        np.testing.assert_allclose(block_weights.sum(axis=-1), 1.0, atol=1e-5)
+        assert block_weights[1, :, :, 3:].max() < 1e-6  # PAD source positions
+    changed = DECODER_INPUTS.copy()
+    changed[:, 2:] = 30
+    changed_weights = model.cross_attention_weights(SOURCE, changed)[-1]
+    np.testing.assert_allclose(
+        np.asarray(changed_weights)[:, :, :2], weights[-1][:, :, :2], atol=1e-6
+    )
+
+
 def test_cached_decoding_reproduces_the_full_forward_pass(model):
     full = logits(model)
     encoder_outputs = model.encode(SOURCE)

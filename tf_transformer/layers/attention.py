@@ -86,21 +86,36 @@ class MultiHeadAttention(keras.layers.Layer):
         key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))
         return ops.transpose(key_value, (0, 2, 1, 3, 4))
 
-    def attend(self, query, key_value, attention_mask=None, training=None):
-        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
+    def _query_heads(self, query):
+        """``[B, T, d_model] -> [B, T, H, Dh]`` projected queries."""
         batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
-        query_heads = ops.reshape(
+        return ops.reshape(
             self.query_projection(query),
             (batch_size, query_length, self.num_heads, self.head_dim),
         )
-        scores = ops.einsum("bthd,bshd->bhts", query_heads, key_value[:, 0])
-        # Softmax in float32 even under mixed precision.
+
+    def _probabilities(self, query_heads, keys, attention_mask):
+        """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision."""
+        scores = ops.einsum("bthd,bshd->bhts", query_heads, keys)
         scores = ops.cast(scores, "float32") * (self.head_dim**-0.5)
         if attention_mask is not None:
             scores = ops.where(ops.expand_dims(attention_mask, 1), scores, -1e9)
-        probabilities = ops.cast(ops.softmax(scores, axis=-1), query_heads.dtype)
+        return ops.softmax(scores, axis=-1)
+
+    def attention_probabilities(self, query, key_value, attention_mask=None):
+        """Attention weights ``[B, H, T, S]`` (float32, no dropout) of `query`
+        ``[B, T, d_model]`` over projected `key_value` ``[B, 2, S, H, Dh]``: for
+        inspecting and plotting what the model attends to."""
+        return self._probabilities(self._query_heads(query), key_value[:, 0], attention_mask)
+
+    def attend(self, query, key_value, attention_mask=None, training=None):
+        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
+        query_heads = self._query_heads(query)
+        probabilities = self._probabilities(query_heads, key_value[:, 0], attention_mask)
+        probabilities = ops.cast(probabilities, query_heads.dtype)
         probabilities = self.probability_dropout(probabilities, training=training)
         outputs = ops.einsum("bhts,bshd->bthd", probabilities, key_value[:, 1])
+        batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
         outputs = ops.reshape(outputs, (batch_size, query_length, self.d_model))
         return self.output_projection(outputs)
 

@@ -67,11 +67,18 @@ class DecoderBlock(EncoderBlock):
         attention_mask=None,
         training=None,
     ):
+        outputs = self._self_attention_sublayer(inputs, padding_mask, attention_mask, training)
+        if encoder_padding_mask is None:
+            encoder_padding_mask = masks.keras_mask(encoder_outputs)
+        encoder_key_value = self.cross_attention.project_key_value(encoder_outputs)
+        return self._cross_attention_and_feed_forward(
+            outputs, encoder_key_value, encoder_padding_mask, training
+        )
+
+    def _self_attention_sublayer(self, inputs, padding_mask, attention_mask, training):
         length = ops.shape(inputs)[1]
         if padding_mask is None:
             padding_mask = masks.keras_mask(inputs)
-        if encoder_padding_mask is None:
-            encoder_padding_mask = masks.keras_mask(encoder_outputs)
         self_attention_mask = masks.merge_masks(
             masks.causal_mask(length),
             None
@@ -79,15 +86,27 @@ class DecoderBlock(EncoderBlock):
             else masks.attention_mask_from_padding(length, padding_mask),
             attention_mask,
         )
-        encoder_key_value = self.cross_attention.project_key_value(encoder_outputs)
-        outputs = self.residual(
+        return self.residual(
             inputs,
             lambda x: self.self_attention(x, attention_mask=self_attention_mask, training=training),
             self.attention_norm,
             training,
         )
-        return self._cross_attention_and_feed_forward(
-            outputs, encoder_key_value, encoder_padding_mask, training
+
+    def cross_attention_probabilities(
+        self, inputs, encoder_outputs, padding_mask=None, encoder_padding_mask=None
+    ):
+        """What this block's cross-attention heads attend to: float32 weights
+        ``[B, H, T, S]`` over the source positions (inference mode, no dropout)."""
+        outputs = self._self_attention_sublayer(inputs, padding_mask, None, training=False)
+        query = self.cross_attention_norm(outputs) if self.normalize_first else outputs
+        cross_attention_mask = None
+        if encoder_padding_mask is not None:
+            cross_attention_mask = masks.attention_mask_from_padding(
+                ops.shape(inputs)[1], encoder_padding_mask
+            )
+        return self.cross_attention.attention_probabilities(
+            query, self.cross_attention.project_key_value(encoder_outputs), cross_attention_mask
         )
 
     def _cross_attention_and_feed_forward(

@@ -167,14 +167,8 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
 
     def decode(self, decoder_inputs, encoder_outputs, encoder_padding_mask, training=None):
         """Teacher-forced decoder: ``[B, T]`` ids -> ``[B, T, vocab]`` float32 logits."""
-        self._check_length(decoder_inputs, "decoder_inputs")
+        outputs = self._embed_target(decoder_inputs, training)
         padding_mask = masks.padding_mask(decoder_inputs)
-        outputs = self._embed(
-            decoder_inputs,
-            self.target_embedding,
-            self.target_position_encoding,
-            training=training,
-        )
         for block in self.decoder_blocks:
             outputs = block(
                 outputs,
@@ -184,6 +178,38 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
                 training=training,
             )
         return self._logits(outputs)
+
+    def _embed_target(self, decoder_inputs, training=None):
+        self._check_length(decoder_inputs, "decoder_inputs")
+        return self._embed(
+            decoder_inputs, self.target_embedding, self.target_position_encoding, training=training
+        )
+
+    def cross_attention_weights(self, encoder_inputs, decoder_inputs):
+        """Per decoder block, the cross-attention weights ``[B, H, T, S]`` (float32)
+        of teacher-forced `decoder_inputs` ``[B, T]`` (BOS + target ids) over the
+        source `encoder_inputs` ``[B, S]``: the attention maps to plot."""
+        if not self.built:
+            self.build()
+        encoder_outputs = self.encode(encoder_inputs, training=False)
+        encoder_padding_mask = masks.padding_mask(encoder_inputs)
+        padding_mask = masks.padding_mask(decoder_inputs)
+        outputs = self._embed_target(decoder_inputs, training=False)
+        weights = []
+        for block in self.decoder_blocks:
+            weights.append(
+                block.cross_attention_probabilities(
+                    outputs, encoder_outputs, padding_mask, encoder_padding_mask
+                )
+            )
+            outputs = block(
+                outputs,
+                encoder_outputs,
+                padding_mask=padding_mask,
+                encoder_padding_mask=encoder_padding_mask,
+                training=False,
+            )
+        return weights
 
     def call(self, inputs, training=None):
         encoder_inputs = inputs["encoder_inputs"]
