@@ -17,7 +17,6 @@ Signatures (inputs: `inputs`, tf.string ``[batch]``):
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 
@@ -114,17 +113,18 @@ def export_translator(
     vocabulary_files: list[str | Path],
     output_dir: str | Path,
     num_samples: int = 1,
-) -> Path:
+) -> str:
     """Writes the SavedModel to the next version directory OUTPUT_DIR/N (1, 2, ...: the
-    layout TF Serving watches) and returns that directory.
+    layout TF Serving watches; local or gs://) and returns that directory.
 
     The graph needs no file: tensorflow-text's SentencePiece op holds the model proto
     as an attribute. The SentencePiece files also go into assets/, for clients that
     tokenize on their side. (ExportArchive keeps only TrackableResources of what it
     tracks, so a `tf.saved_model.Asset` would not be written.)"""
-    output_dir = Path(output_dir)
-    versions = [int(path.name) for path in output_dir.glob("*") if path.name.isdigit()]
-    version_dir = output_dir / str(max(versions, default=0) + 1)
+    output_dir = str(output_dir).rstrip("/")  # a local or a gs:// path
+    names = tf.io.gfile.listdir(output_dir) if tf.io.gfile.isdir(output_dir) else []
+    versions = [int(name.rstrip("/")) for name in names if name.rstrip("/").isdigit()]
+    version_dir = f"{output_dir}/{max(versions, default=0) + 1}"
     graph = _TranslationGraph(model, source_tokenizer, target_tokenizer, decode_config, num_samples)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -145,11 +145,12 @@ def export_translator(
     )
     archive.add_variable_collection("sampler_state", [graph.sampler.seed_generator.state])
     try:
-        archive.write_out(str(version_dir), verbose=False)
+        archive.write_out(version_dir, verbose=False)
         for path in dict.fromkeys(map(Path, vocabulary_files)):
-            shutil.copyfile(path, version_dir / "assets" / path.name)
+            tf.io.gfile.copy(str(path), f"{version_dir}/assets/{path.name}")
     except BaseException:
-        shutil.rmtree(version_dir, ignore_errors=True)  # no half-written version for Serving
+        if tf.io.gfile.exists(version_dir):  # no half-written version for TF Serving
+            tf.io.gfile.rmtree(version_dir)
         raise
     return version_dir
 
@@ -159,7 +160,7 @@ def export_run(
     output_dir: str | Path,
     decode_config: DecodeConfig | None = None,
     num_samples: int = 1,
-) -> Path:
+) -> str:
     """Exports a training run (its model.keras and vocabulary) with `decode_config`
     (default: the run's `decode` section) and `num_samples` samples per sentence in the
     sample signature; returns the version directory."""
