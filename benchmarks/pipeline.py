@@ -25,18 +25,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from tf_transformer.config import DataConfig
-from tf_transformer.constants import PAD
 from tf_transformer.data import pipeline, sources, tokenizer
-
-
-def padded_baseline(
-    examples: tf.data.Dataset, config: DataConfig, batch_size: int, length: int | None
-) -> tf.data.Dataset:
-    """Shuffled batches of `batch_size` pairs padded to `length` (None: the batch's longest)."""
-    shapes = ({"encoder_inputs": [length], "decoder_inputs": [length]}, [length])
-    return examples.shuffle(config.shuffle_buffer_size, seed=config.shuffle_seed).padded_batch(
-        batch_size, padded_shapes=shapes, padding_values=PAD
-    )
 
 
 def time_epochs(batches: tf.data.Dataset, epochs: int) -> dict[str, float]:
@@ -93,10 +82,10 @@ def run(args: argparse.Namespace, vocabulary_prefix: str) -> dict[str, object]:
     batchings = {
         "bucketed": bucketed,
         "bucketed_static_shapes": pipeline.make_dataset(tokenized.dataset, static),
-        f"padded_{baseline}_to_batch_max": padded_baseline(
+        f"padded_{baseline}_to_batch_max": pipeline.padded_batches(
             tokenized.dataset, config, baseline, None
         ),
-        f"padded_{baseline}_to_max_length": padded_baseline(
+        f"padded_{baseline}_to_max_length": pipeline.padded_batches(
             tokenized.dataset, config, baseline, config.max_length
         ),
     }

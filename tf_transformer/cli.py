@@ -82,6 +82,28 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
     decode.add_argument("--json", action="store_true", help="JSON output (the only format)")
     decode.set_defaults(run=_run_benchmark_decode)
 
+    train = kinds.add_parser(
+        "train",
+        help="training throughput on fixed-shape random batches",
+        description="Trains a Seq2SeqTransformer of the given shape on one repeated random "
+        "batch (3 untimed steps compile it) and prints tokens/s (source + target), "
+        "seconds per step, parameters and matmul GFLOP/s as one JSON line.",
+    )
+    train.add_argument("--vocab", type=int, default=8000, help="shared vocabulary size")
+    train.add_argument("--d-model", type=int, default=256, help="model width")
+    train.add_argument("--heads", type=int, default=4, help="attention heads")
+    train.add_argument("--ffn", type=int, default=1024, help="feed-forward width")
+    train.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    train.add_argument("--batch", type=int, default=64, help="sentences per batch")
+    train.add_argument("--src-len", type=int, default=32, help="source tokens per sentence")
+    train.add_argument("--tgt-len", type=int, default=32, help="target tokens per sentence")
+    train.add_argument("--steps", type=int, default=20, help="timed steps")
+    train.add_argument(
+        "--no-xla", dest="jit_compile", action="store_false", help="train without XLA"
+    )
+    train.add_argument("--json", action="store_true", help="JSON output (the only format)")
+    train.set_defaults(run=_run_benchmark_train)
+
     serve = kinds.add_parser(
         "serve",
         help="load time, latency and throughput of an exported SavedModel",
@@ -106,6 +128,29 @@ def _run_benchmark_decode(args: argparse.Namespace) -> None:
         use_cache=args.use_cache,
         jit_compile=args.jit_compile,
         limit=args.limit,
+    )
+
+
+def _run_benchmark_train(args: argparse.Namespace) -> None:
+    model_config = config.ModelConfig(
+        source_vocab_size=args.vocab,
+        target_vocab_size=args.vocab,
+        d_model=args.d_model,
+        num_heads=args.heads,
+        ffn_dim=args.ffn,
+        num_encoder_layers=args.layers,
+        num_decoder_layers=args.layers,
+        max_length=max(args.src_len, args.tgt_len),
+    )
+    from tf_transformer.training.benchmark import benchmark_train  # imports TensorFlow
+
+    benchmark_train(
+        model_config,
+        args.batch,
+        args.src_len,
+        args.tgt_len,
+        args.steps,
+        config.TrainConfig(jit_compile=args.jit_compile),
     )
 
 

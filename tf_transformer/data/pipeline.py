@@ -180,6 +180,18 @@ def make_dataset(
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
+def padded_batches(
+    examples: tf.data.Dataset, config: DataConfig, batch_size: int, length: int | None
+) -> tf.data.Dataset:
+    """Shuffled batches of `batch_size` pairs padded to `length` (None: the batch's
+    longest), as keras.io's translation examples batch: the baseline that benchmarks
+    compare `make_dataset`'s bucketing with."""
+    shapes = ({"encoder_inputs": [length], "decoder_inputs": [length]}, [length])
+    return examples.shuffle(config.shuffle_buffer_size, seed=config.shuffle_seed).padded_batch(
+        batch_size, padded_shapes=shapes, padding_values=PAD
+    )
+
+
 def _example_length(features: dict[str, tf.Tensor], targets: tf.Tensor) -> tf.Tensor:
     return tf.maximum(tf.size(features["encoder_inputs"]), tf.size(targets))
 
