@@ -189,6 +189,13 @@ def train(
         lambda context: pipeline.make_dataset(training_pairs.dataset, data, context).repeat()
     )
     validation_batches = pipeline.make_dataset(validation_pairs.dataset, data, training=False)
+    # Bucketing hides the number of batches; Keras then warns that the input "ran out
+    # of data" after every validation. Counting them once (a cheap pass) tells it.
+    validation_batches = validation_batches.apply(
+        tf.data.experimental.assert_cardinality(
+            int(validation_batches.reduce(0, lambda count, _: count + 1))
+        )
+    )
 
     with strategy.scope():
         model = Seq2SeqTransformer(experiment.model)
