@@ -32,6 +32,7 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 
+from tf_transformer.cli import add_shape_arguments, shape_config
 from tf_transformer.config import DataConfig, ModelConfig, TrainConfig
 from tf_transformer.constants import PAD
 from tf_transformer.data import pipeline, sources, tokenizer
@@ -192,14 +193,7 @@ def multi30k(args: argparse.Namespace, config: ModelConfig, scratch: str) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--vocab", type=int, default=8000)
-    parser.add_argument("--d-model", type=int, default=256)
-    parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--ffn", type=int, default=1024)
-    parser.add_argument("--layers", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=64, help="sentences per stock batch")
-    parser.add_argument("--src-len", type=int, default=32)
-    parser.add_argument("--tgt-len", type=int, default=32)
+    add_shape_arguments(parser)  # --batch: sentences per stock batch on Multi30k
     parser.add_argument("--steps", type=int, default=20, help="timed fixed-shape steps")
     parser.add_argument("--data-dir", help="Multi30k raw files: benchmark real batches")
     parser.add_argument("--vocabulary-prefix", help="reuse this SentencePiece model prefix")
@@ -208,16 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     keras.utils.set_random_seed(0)
-    config = ModelConfig(
-        source_vocab_size=args.vocab,
-        target_vocab_size=args.vocab,
-        d_model=args.d_model,
-        num_heads=args.heads,
-        ffn_dim=args.ffn,
-        num_encoder_layers=args.layers,
-        num_decoder_layers=args.layers,
-        max_length=max(args.src_len, args.tgt_len),
-    )
+    config = shape_config(args)
     if args.data_dir:
         with tempfile.TemporaryDirectory() as scratch:
             results = multi30k(args, config, scratch)

@@ -89,14 +89,7 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
         "batch (3 untimed steps compile it) and prints tokens/s (source + target), "
         "seconds per step, parameters and matmul GFLOP/s as one JSON line.",
     )
-    train.add_argument("--vocab", type=int, default=8000, help="shared vocabulary size")
-    train.add_argument("--d-model", type=int, default=256, help="model width")
-    train.add_argument("--heads", type=int, default=4, help="attention heads")
-    train.add_argument("--ffn", type=int, default=1024, help="feed-forward width")
-    train.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
-    train.add_argument("--batch", type=int, default=64, help="sentences per batch")
-    train.add_argument("--src-len", type=int, default=32, help="source tokens per sentence")
-    train.add_argument("--tgt-len", type=int, default=32, help="target tokens per sentence")
+    add_shape_arguments(train)
     train.add_argument("--steps", type=int, default=20, help="timed steps")
     train.add_argument(
         "--no-xla", dest="jit_compile", action="store_false", help="train without XLA"
@@ -131,8 +124,21 @@ def _run_benchmark_decode(args: argparse.Namespace) -> None:
     )
 
 
-def _run_benchmark_train(args: argparse.Namespace) -> None:
-    model_config = config.ModelConfig(
+def add_shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and batch shape flags of the training benchmarks (`shape_config`)."""
+    parser.add_argument("--vocab", type=int, default=8000, help="shared vocabulary size")
+    parser.add_argument("--d-model", type=int, default=256, help="model width")
+    parser.add_argument("--heads", type=int, default=4, help="attention heads")
+    parser.add_argument("--ffn", type=int, default=1024, help="feed-forward width")
+    parser.add_argument("--layers", type=int, default=3, help="encoder and decoder layers each")
+    parser.add_argument("--batch", type=int, default=64, help="sentences per batch")
+    parser.add_argument("--src-len", type=int, default=32, help="source tokens per sentence")
+    parser.add_argument("--tgt-len", type=int, default=32, help="target tokens per sentence")
+
+
+def shape_config(args: argparse.Namespace) -> config.ModelConfig:
+    """The architecture that `add_shape_arguments`' flags describe."""
+    return config.ModelConfig(
         source_vocab_size=args.vocab,
         target_vocab_size=args.vocab,
         d_model=args.d_model,
@@ -142,6 +148,10 @@ def _run_benchmark_train(args: argparse.Namespace) -> None:
         num_decoder_layers=args.layers,
         max_length=max(args.src_len, args.tgt_len),
     )
+
+
+def _run_benchmark_train(args: argparse.Namespace) -> None:
+    model_config = shape_config(args)
     from tf_transformer.training.benchmark import benchmark_train  # imports TensorFlow
 
     benchmark_train(
