@@ -38,6 +38,26 @@ def test_overlong_input_is_truncated_with_a_warning(tiny_run, caplog):
     assert "truncated to the model's max_length 32" in caplog.text
 
 
+def test_invalid_utf8_lines_are_translated_with_a_warning_naming_file_and_line(
+    tiny_run, tmp_path, caplog
+):
+    source = tmp_path / "source.txt"
+    source.write_bytes(b"The dog sees the ball.\n\xff\xfe dog\n\xef\xbf\xbd\xef\xbf\xbd dog\n")
+    output = tmp_path / "output.txt"
+    with caplog.at_level(logging.WARNING):
+        assert (
+            main(
+                ["translate", "--model", str(tiny_run), "--input", str(source)]
+                + ["--output", str(output)]
+            )
+            == 0
+        )
+    lines = output.read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(lines) == 3
+    assert lines[1] == lines[2]  # bad bytes read as U+FFFD
+    assert f"1 line(s) of {source} are not valid UTF-8 (first: line 2)" in caplog.text
+
+
 def test_evaluate_prints_json_last(tiny_run, tmp_path, capsys):
     source, reference = tmp_path / "src.txt", tmp_path / "ref.txt"
     source.write_text("The dog sees the ball.\nNow we have danced.\n", encoding="utf-8")
