@@ -36,15 +36,12 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
         "Loading it needs only tensorflow and tensorflow-text. Flags override the run's "
         "decode settings.",
     )
-    parser.add_argument("--model", required=True, help="training run directory")
+    # Sampling settings other than the seed are inputs of the sample signature.
+    _add_decode_arguments(parser, sampling=False)
     parser.add_argument("--output", required=True, help="model directory, e.g. saved_models/NAME")
-    parser.add_argument("--beam-size", type=int, help="beams per sentence (1: greedy)")
-    parser.add_argument("--length-penalty", type=float, help="GNMT alpha (0: none)")
-    parser.add_argument("--max-length", type=int, help="absolute output length limit")
     parser.add_argument(
         "--num-samples", type=int, default=1, help="samples per sentence of the sample signature"
     )
-    parser.add_argument("--seed", type=int, help="seed of the sample signature")
     parser.set_defaults(run=_run_export)
 
 
@@ -170,18 +167,21 @@ def _run_benchmark_serve(args: argparse.Namespace) -> None:
     benchmark_serve(args.model, args.src, batch_size=args.batch_size)
 
 
-def _add_decode_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags that override the run's `decode` config section."""
+def _add_decode_arguments(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """--model and the flags that override the run's `decode` config section; without
+    `sampling`, only the search flags and the seed."""
     parser.add_argument("--model", required=True, help="training run directory")
     parser.add_argument("--beam-size", type=int, help="beams per sentence (1: greedy)")
     parser.add_argument("--length-penalty", type=float, help="GNMT alpha (0: none)")
+    parser.add_argument("--max-length", type=int, help="absolute output length limit")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    if not sampling:
+        return
     parser.add_argument("--sample", action="store_true", default=None, help="sample tokens")
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     parser.add_argument("--top-p", type=float, help="nucleus sampling probability mass")
-    parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--num-return-sequences", type=int, help="hypotheses per sentence")
-    parser.add_argument("--max-length", type=int, help="absolute output length limit")
     parser.add_argument("--batch-size", type=int, help="sentences per generation call")
 
 

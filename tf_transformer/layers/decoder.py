@@ -100,23 +100,16 @@ class DecoderBlock(EncoderBlock):
         ``[B, H, T, S]`` over the source positions (inference mode, no dropout)."""
         outputs = self._self_attention_sublayer(inputs, padding_mask, None, training=False)
         query = self.cross_attention_norm(outputs) if self.normalize_first else outputs
-        cross_attention_mask = None
-        if encoder_padding_mask is not None:
-            cross_attention_mask = masks.attention_mask_from_padding(
-                ops.shape(inputs)[1], encoder_padding_mask
-            )
         return self.cross_attention.attention_probabilities(
-            query, self.cross_attention.project_key_value(encoder_outputs), cross_attention_mask
+            query,
+            self.cross_attention.project_key_value(encoder_outputs),
+            _cross_attention_mask(outputs, encoder_padding_mask),
         )
 
     def _cross_attention_and_feed_forward(
         self, inputs, encoder_key_value, encoder_padding_mask, training
     ):
-        cross_attention_mask = None
-        if encoder_padding_mask is not None:
-            cross_attention_mask = masks.attention_mask_from_padding(
-                ops.shape(inputs)[1], encoder_padding_mask
-            )
+        cross_attention_mask = _cross_attention_mask(inputs, encoder_padding_mask)
         outputs = self.residual(
             inputs,
             lambda x: self.cross_attention.attend(
@@ -158,3 +151,11 @@ class DecoderBlock(EncoderBlock):
 
     def compute_output_shape(self, inputs_shape, encoder_outputs_shape=None):
         return inputs_shape
+
+
+def _cross_attention_mask(queries, encoder_padding_mask):
+    """Bool ``[B, T, S]`` mask of the real source positions for `queries` ``[B, T, ...]``,
+    or None without a padding mask."""
+    if encoder_padding_mask is None:
+        return None
+    return masks.attention_mask_from_padding(ops.shape(queries)[1], encoder_padding_mask)

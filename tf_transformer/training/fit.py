@@ -243,15 +243,13 @@ def train(
         ],
     }
     if export_path is not None:
-        metrics["saved_model"] = str(
-            export_translator(
-                model,
-                source_tokenizer,
-                target_tokenizer,
-                experiment.decode,
-                tokenizer.vocabulary_paths(data),
-                export_path,
-            )
+        metrics["saved_model"] = export_translator(
+            model,
+            source_tokenizer,
+            target_tokenizer,
+            experiment.decode,
+            tokenizer.vocabulary_paths(data),
+            export_path,
         )
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     _print_summary(metrics, run_dir)
