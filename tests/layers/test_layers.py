@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_transformer.layers import (
     DecoderBlock,
@@ -11,6 +12,7 @@ from tf_transformer.layers import (
     TokenEmbedding,
     masks,
 )
+from tf_transformer.layers.dropout import Dropout, in_xla_compilation
 from tf_transformer.layers.positional import sinusoid_table
 
 D_MODEL = 16
@@ -79,6 +81,32 @@ def test_cached_self_attention_equals_causal_attention():
         )
         steps.append(np.asarray(outputs))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+
+
+def test_self_attention_fused_projection_equals_separate_query_and_key_value():
+    attention = MultiHeadAttention(d_model=D_MODEL, num_heads=4)
+    inputs = random_sequence()
+    fused = np.asarray(attention(inputs, attention_mask=masks.causal_mask(5)))
+    separate = np.asarray(
+        attention.attend(inputs, attention.project_key_value(inputs), masks.causal_mask(5))
+    )
+    np.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_under_xla_draws_fresh_scaled_masks_at_the_rate():
+    dropout = Dropout(0.25, seed=3)
+
+    @tf.function(jit_compile=True)
+    def twice(inputs):
+        assert in_xla_compilation()
+        return dropout(inputs, training=True), dropout(inputs, training=True)
+
+    first, second = (np.asarray(x) for x in twice(tf.ones((4000,))))
+    np.testing.assert_allclose(np.unique(first), [0.0, 1 / 0.75], rtol=1e-6)
+    assert np.mean(first == 0) == pytest.approx(0.25, abs=0.03)
+    assert np.mean(first != second) > 0.2  # the seed advances between calls
+    assert not in_xla_compilation()
+    np.testing.assert_array_equal(dropout(np.ones(5), training=False), np.ones(5))
 
 
 def test_attention_rejects_indivisible_heads():

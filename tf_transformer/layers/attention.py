@@ -18,6 +18,8 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
+from tf_transformer.layers.dropout import Dropout
+
 
 class CachedOutput(NamedTuple):
     """Result of a cached step: its outputs and the updated cache."""
@@ -70,7 +72,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_projection = keras.layers.Dense(
             d_model, dtype=self.dtype_policy, name="output_projection"
         )
-        self.probability_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.probability_dropout = Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, query_shape, source_shape=None):
         source_shape = query_shape if source_shape is None else source_shape
@@ -79,20 +81,35 @@ class MultiHeadAttention(keras.layers.Layer):
         self.output_projection.build((*query_shape[:-1], self.d_model))
         self.built = True
 
-    def project_key_value(self, source):
-        """``[B, S, d_model] -> [B, 2, S, H, Dh]``: keys and values of `source`."""
-        key_value = self.key_value_projection(source)  # [B, S, 2 * d_model]
-        batch_size, length = ops.shape(source)[0], ops.shape(source)[1]
+    def _key_value_heads(self, key_value):
+        """``[B, S, 2 * d_model]`` projections -> ``[B, 2, S, H, Dh]``."""
+        batch_size, length = ops.shape(key_value)[0], ops.shape(key_value)[1]
         key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))
         return ops.transpose(key_value, (0, 2, 1, 3, 4))
 
     def _query_heads(self, query):
-        """``[B, T, d_model] -> [B, T, H, Dh]`` projected queries."""
+        """``[B, T, d_model]`` projections -> ``[B, T, H, Dh]``."""
         batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
-        return ops.reshape(
-            self.query_projection(query),
-            (batch_size, query_length, self.num_heads, self.head_dim),
+        return ops.reshape(query, (batch_size, query_length, self.num_heads, self.head_dim))
+
+    def project_key_value(self, source):
+        """``[B, S, d_model] -> [B, 2, S, H, Dh]``: keys and values of `source`."""
+        return self._key_value_heads(self.key_value_projection(source))
+
+    def _project_self_attention(self, inputs):
+        """Queries ``[B, T, H, Dh]`` and keys/values ``[B, 2, T, H, Dh]`` of `inputs`
+        from one matmul with the query and key/value kernels side by side: one
+        ``d_model x 3 d_model`` product runs faster than two narrower ones (same
+        weights as the separate projections, so checkpoints are unchanged)."""
+        kernel = ops.concatenate(
+            [self.query_projection.kernel, self.key_value_projection.kernel], axis=1
         )
+        bias = ops.concatenate([self.query_projection.bias, self.key_value_projection.bias])
+        projected = ops.matmul(inputs, ops.cast(kernel, inputs.dtype)) + ops.cast(
+            bias, inputs.dtype
+        )
+        query = projected[..., : self.d_model]
+        return self._query_heads(query), self._key_value_heads(projected[..., self.d_model :])
 
     def _probabilities(self, query_heads, keys, attention_mask):
         """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision."""
@@ -106,21 +123,29 @@ class MultiHeadAttention(keras.layers.Layer):
         """Attention weights ``[B, H, T, S]`` (float32, no dropout) of `query`
         ``[B, T, d_model]`` over projected `key_value` ``[B, 2, S, H, Dh]``: for
         inspecting and plotting what the model attends to."""
-        return self._probabilities(self._query_heads(query), key_value[:, 0], attention_mask)
+        query_heads = self._query_heads(self.query_projection(query))
+        return self._probabilities(query_heads, key_value[:, 0], attention_mask)
 
-    def attend(self, query, key_value, attention_mask=None, training=None):
-        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
-        query_heads = self._query_heads(query)
+    def _attend_heads(self, query_heads, key_value, attention_mask, training):
+        """Attention of projected queries ``[B, T, H, Dh]`` over projected `key_value`
+        ``[B, 2, S, H, Dh]``, through the output projection: ``[B, T, d_model]``."""
         probabilities = self._probabilities(query_heads, key_value[:, 0], attention_mask)
         probabilities = ops.cast(probabilities, query_heads.dtype)
         probabilities = self.probability_dropout(probabilities, training=training)
         outputs = ops.einsum("bhts,bshd->bthd", probabilities, key_value[:, 1])
-        batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
+        batch_size, query_length = ops.shape(query_heads)[0], ops.shape(query_heads)[1]
         outputs = ops.reshape(outputs, (batch_size, query_length, self.d_model))
         return self.output_projection(outputs)
 
+    def attend(self, query, key_value, attention_mask=None, training=None):
+        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
+        query_heads = self._query_heads(self.query_projection(query))
+        return self._attend_heads(query_heads, key_value, attention_mask, training)
+
     def call(self, query, source=None, attention_mask=None, training=None):
-        source = query if source is None else source
+        if source is None:
+            query_heads, key_value = self._project_self_attention(query)
+            return self._attend_heads(query_heads, key_value, attention_mask, training)
         return self.attend(query, self.project_key_value(source), attention_mask, training)
 
     def cached_self_attention(self, query, cache, cache_index):
@@ -131,13 +156,12 @@ class MultiHeadAttention(keras.layers.Layer):
         position filled so far.
         """
         query_length = ops.shape(query)[1]
-        cache = ops.slice_update(
-            cache, (0, 0, cache_index, 0, 0), ops.cast(self.project_key_value(query), cache.dtype)
-        )
+        query_heads, key_value = self._project_self_attention(query)
+        cache = ops.slice_update(cache, (0, 0, cache_index, 0, 0), ops.cast(key_value, cache.dtype))
         max_length = ops.shape(cache)[2]
         query_positions = ops.arange(query_length)[:, None] + cache_index
         visible = ops.greater_equal(query_positions, ops.arange(max_length)[None, :])
-        return CachedOutput(self.attend(query, cache, visible[None]), cache)
+        return CachedOutput(self._attend_heads(query_heads, cache, visible[None], False), cache)
 
     def compute_output_shape(self, query_shape, source_shape=None):
         return query_shape

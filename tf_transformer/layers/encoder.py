@@ -6,6 +6,7 @@ import keras
 
 from tf_transformer.layers import masks
 from tf_transformer.layers.attention import MultiHeadAttention
+from tf_transformer.layers.dropout import Dropout
 from tf_transformer.layers.feed_forward import FeedForward
 
 
@@ -73,7 +74,7 @@ class EncoderBlock(keras.layers.Layer):
         self.feed_forward_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=policy, name="ffn_norm"
         )
-        self.residual_dropout = keras.layers.Dropout(dropout, dtype=policy)
+        self.residual_dropout = Dropout(dropout, dtype=policy)
 
     def build(self, inputs_shape):
         self.self_attention.build(inputs_shape)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_transformer.layers.dropout import Dropout
+
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
 class FeedForward(keras.layers.Layer):
@@ -33,7 +35,7 @@ class FeedForward(keras.layers.Layer):
         self.inner = keras.layers.Dense(
             ffn_dim, activation=activation, dtype=self.dtype_policy, name="inner"
         )
-        self.inner_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.inner_dropout = Dropout(dropout, dtype=self.dtype_policy)
         self.outer = keras.layers.Dense(d_model, dtype=self.dtype_policy, name="outer")
 
     def build(self, inputs_shape):

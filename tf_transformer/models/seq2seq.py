@@ -16,6 +16,7 @@ from keras import ops
 from tf_transformer.config import ModelConfig, from_dict
 from tf_transformer.layers import masks
 from tf_transformer.layers.decoder import DecoderBlock
+from tf_transformer.layers.dropout import Dropout
 from tf_transformer.layers.embedding import TokenEmbedding
 from tf_transformer.layers.encoder import EncoderBlock
 from tf_transformer.layers.positional import PositionalEncoding
@@ -86,7 +87,7 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
                 "learned", config.max_length, dtype=policy, name="target_position_encoding"
             )
         )
-        self.embedding_dropout = keras.layers.Dropout(config.dropout, dtype=policy)
+        self.embedding_dropout = Dropout(config.dropout, dtype=policy)
         block_arguments = dict(
             d_model=config.d_model,
             num_heads=config.num_heads,
