@@ -9,7 +9,9 @@ TokenAndPositionEmbedding, TransformerEncoder and TransformerDecoder layers, a D
 output layer, masked sparse cross-entropy, Keras's default compilation. Ours trains as
 `tf-transformer train` does (label smoothing, XLA).
 
-Fixed shape: tokens/s (source + target) on one repeated random batch per model.
+Fixed shape: tokens/s (source + target) on one repeated random batch per model; the
+two models take turns for --rounds rounds of --steps steps, and each one's median
+round counts.
 Multi30k: real tokens/s (non-PAD source + target tokens) over the same training pairs,
 ours in bucketed static-shape batches of --batch-tokens tokens, the stock model in
 batches of --batch sentences padded to one fixed length (the longest pair, so nothing
@@ -24,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import statistics
 import tempfile
 import time
 
@@ -40,6 +43,7 @@ from tf_transformer.models import Seq2SeqTransformer
 from tf_transformer.training.benchmark import (
     matmul_peak_gflops,
     random_batch,
+    repeated_batches,
     time_fit,
     training_flops,
 )
@@ -85,7 +89,7 @@ def our_model(config: ModelConfig) -> keras.Model:
 
 def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, object]:
     batch = random_batch(config.target_vocab_size, args.batch, args.src_len, args.tgt_len)
-    batches = tf.data.Dataset.from_tensors(batch).repeat()
+    batches = repeated_batches(batch)
     tokens = args.batch * (args.src_len + args.tgt_len)
     flops = training_flops(config, args.batch, args.src_len, args.tgt_len)
     results = {}
@@ -93,9 +97,17 @@ def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, obje
         "ours": lambda: our_model(config),
         "keras_hub": lambda: stock_keras_hub_model(config, max(args.src_len, args.tgt_len)),
     }
-    for name, build in models.items():
-        model = build()
-        step_seconds = time_fit(model, batches, args.steps)
+    built = {name: build() for name, build in models.items()}
+    for model in built.values():
+        time_fit(model, batches, steps=1)  # compile and warm up
+    # The models take turns, round after round, so that a slow spell of this shared
+    # machine slows both; each model's median round counts.
+    round_seconds = {name: [] for name in built}
+    for _ in range(args.rounds):
+        for name, model in built.items():
+            round_seconds[name].append(time_fit(model, batches, args.steps, warmup_steps=0))
+    for name, model in built.items():
+        step_seconds = statistics.median(round_seconds[name])
         results[name] = {
             "tokens_per_s": round(tokens / step_seconds, 1),
             "step_s": round(step_seconds, 4),
@@ -194,7 +206,8 @@ def multi30k(args: argparse.Namespace, config: ModelConfig, scratch: str) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(parser)  # --batch: sentences per stock batch on Multi30k
-    parser.add_argument("--steps", type=int, default=20, help="timed fixed-shape steps")
+    parser.add_argument("--steps", type=int, default=5, help="fixed-shape steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="fixed-shape timed rounds")
     parser.add_argument("--data-dir", help="Multi30k raw files: benchmark real batches")
     parser.add_argument("--vocabulary-prefix", help="reuse this SentencePiece model prefix")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="our batches' budget")

@@ -9,6 +9,7 @@ import pytest
 
 from tf_transformer.cli import main
 from tf_transformer.config import DecodeConfig
+from tf_transformer.decoding.benchmark import compile_every_shape
 from tf_transformer.decoding.translator import Translator
 
 SENTENCES = ["The dog sees the ball.", "", "My cat says that we have painted a ball."]
@@ -118,3 +119,14 @@ def test_translate_command_in_a_fresh_process_reads_stdin(tiny_run):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[:-1] == Translator.from_run(tiny_run).translate(SENTENCES)
+
+
+def test_decode_benchmark_compiles_each_search_shape_before_timing(tiny_run):
+    translator = Translator.from_run(tiny_run, DecodeConfig(batch_size=2))
+    short, long = "a b", " ".join(["word"] * 20)  # 1 and 2 LENGTH_QUANTUM blocks
+    sentences = [short, short, long, short, short, short]
+    assert compile_every_shape(translator, sentences) == 2
+    traces = translator._search.experimental_get_tracing_count()
+    assert traces == 2
+    translator.translate(sentences)
+    assert translator._search.experimental_get_tracing_count() == traces
