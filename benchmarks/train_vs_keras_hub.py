@@ -105,7 +105,10 @@ def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, obje
     round_seconds = {name: [] for name in built}
     for _ in range(args.rounds):
         for name, model in built.items():
-            round_seconds[name].append(time_fit(model, batches, args.steps, warmup_steps=0))
+            if args.train_function:
+                round_seconds[name].append(time_train_function(model, batches, args.steps))
+            else:
+                round_seconds[name].append(time_fit(model, batches, args.steps, warmup_steps=0))
     for name, model in built.items():
         step_seconds = statistics.median(round_seconds[name])
         results[name] = {
@@ -115,6 +118,17 @@ def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, obje
             "gflops_per_s": round(flops / step_seconds / 1e9, 2),
         }
     return results
+
+
+def time_train_function(model: keras.Model, batches: tf.data.Dataset, steps: int) -> float:
+    """Seconds per step of the compiled train function called directly, without
+    `fit`'s loop, callbacks and distributed iterator: the model's own step time."""
+    iterator = iter(batches)
+    started = time.perf_counter()
+    for _ in range(steps):
+        logs = model.train_function(iterator)
+    float(logs["loss"])  # wait for the last step
+    return (time.perf_counter() - started) / steps
 
 
 def _timed_passes(model: keras.Model, batches: list) -> float:
@@ -208,6 +222,11 @@ def main() -> None:
     add_shape_arguments(parser)  # --batch: sentences per stock batch on Multi30k
     parser.add_argument("--steps", type=int, default=5, help="fixed-shape steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="fixed-shape timed rounds")
+    parser.add_argument(
+        "--train-function",
+        action="store_true",
+        help="fixed shape: time the compiled train step directly instead of model.fit",
+    )
     parser.add_argument("--data-dir", help="Multi30k raw files: benchmark real batches")
     parser.add_argument("--vocabulary-prefix", help="reuse this SentencePiece model prefix")
     parser.add_argument("--batch-tokens", type=int, default=4096, help="our batches' budget")

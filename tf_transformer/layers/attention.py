@@ -1,11 +1,11 @@
 """Multi-head attention with a fixed-size key/value cache for incremental decoding.
 
 Why our own layer rather than `keras.layers.MultiHeadAttention` or keras_hub's
-`CachedMultiHeadAttention`: we project keys and values with one fused matmul, keep
-the cache as one ``[B, 2, T, H, Dh]`` tensor per layer (so beam search reorders it
-with a single gather), let cross-attention project the encoder output once per
-sentence instead of once per step, and take boolean masks without Keras's implicit
-mask plumbing. (`keras.ops.dot_product_attention` has no dropout on the attention
+`CachedMultiHeadAttention`: self-attention projects queries, keys and values with one
+matmul; the cache is one ``[B, 2, T, H, Dh]`` tensor per layer (so beam search reorders
+it with a single gather); cross-attention projects the encoder output once per sentence
+instead of once per step; masks are boolean, without Keras's implicit mask plumbing.
+(`keras.ops.dot_product_attention` has no dropout on the attention
 probabilities, so the two einsums are spelled out here.)
 
 Dimension letters: B batch, T query length, S key length, H heads, Dh head width.
@@ -98,9 +98,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def _project_self_attention(self, inputs):
         """Queries ``[B, T, H, Dh]`` and keys/values ``[B, 2, T, H, Dh]`` of `inputs`
-        from one matmul with the query and key/value kernels side by side: one
-        ``d_model x 3 d_model`` product runs faster than two narrower ones (same
-        weights as the separate projections, so checkpoints are unchanged)."""
+        from one ``d_model x 3 d_model`` matmul with the query and key/value kernels
+        side by side, instead of two narrower ones (the weights stay separate, so
+        checkpoints are unchanged)."""
         kernel = ops.concatenate(
             [self.query_projection.kernel, self.key_value_projection.kernel], axis=1
         )
@@ -108,8 +108,8 @@ class MultiHeadAttention(keras.layers.Layer):
         projected = ops.matmul(inputs, ops.cast(kernel, inputs.dtype)) + ops.cast(
             bias, inputs.dtype
         )
-        query = projected[..., : self.d_model]
-        return self._query_heads(query), self._key_value_heads(projected[..., self.d_model :])
+        query, key_value = projected[..., : self.d_model], projected[..., self.d_model :]
+        return self._query_heads(query), self._key_value_heads(key_value)
 
     def _probabilities(self, query_heads, keys, attention_mask):
         """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision."""
