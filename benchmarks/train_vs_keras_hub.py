@@ -102,13 +102,11 @@ def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, obje
         time_fit(model, batches, steps=1)  # compile and warm up
     # The models take turns, round after round, so that a slow spell of this shared
     # machine slows both; each model's median round counts.
+    timer = time_train_function if args.train_function else time_fit
     round_seconds = {name: [] for name in built}
     for _ in range(args.rounds):
         for name, model in built.items():
-            if args.train_function:
-                round_seconds[name].append(time_train_function(model, batches, args.steps))
-            else:
-                round_seconds[name].append(time_fit(model, batches, args.steps, warmup_steps=0))
+            round_seconds[name].append(timer(model, batches, args.steps, warmup_steps=0))
     for name, model in built.items():
         step_seconds = statistics.median(round_seconds[name])
         results[name] = {
@@ -120,10 +118,15 @@ def fixed_shape(args: argparse.Namespace, config: ModelConfig) -> dict[str, obje
     return results
 
 
-def time_train_function(model: keras.Model, batches: tf.data.Dataset, steps: int) -> float:
+def time_train_function(
+    model: keras.Model, batches: tf.data.Dataset, steps: int, warmup_steps: int = 0
+) -> float:
     """Seconds per step of the compiled train function called directly, without
-    `fit`'s loop, callbacks and distributed iterator: the model's own step time."""
+    `fit`'s loop, callbacks and distributed iterator: the model's own step time. Like
+    `time_fit`, after `warmup_steps` untimed steps."""
     iterator = iter(batches)
+    for _ in range(warmup_steps):
+        model.train_function(iterator)
     started = time.perf_counter()
     for _ in range(steps):
         logs = model.train_function(iterator)

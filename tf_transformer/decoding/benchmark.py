@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tf_transformer.config import DecodeConfig
-from tf_transformer.decoding.translator import Translator, _string_tensor, source_token_ids
+from tf_transformer.decoding.translator import Translator
 
 
 def compile_every_shape(translator: Translator, sentences: list[str]) -> int:
@@ -18,9 +18,7 @@ def compile_every_shape(translator: Translator, sentences: list[str]) -> int:
     first_batch_of_length = {}
     for start in range(0, len(sentences), batch_size):
         batch = sentences[start : start + batch_size]
-        source_ids, _ = source_token_ids(
-            translator.source_tokenizer, _string_tensor(batch), translator.model_max_length
-        )
+        source_ids, _ = translator.source_ids(batch)
         first_batch_of_length.setdefault(source_ids.shape[1], batch)
     for batch in first_batch_of_length.values():
         translator.translate(batch)

@@ -161,10 +161,15 @@ class Translator:
         """Most tokens generated for a padded source of `source_length` tokens."""
         return output_length(self.decode_config, source_length, self.model_max_length)
 
-    def _translate_batch(self, sentences: list[str | bytes]) -> list[list[Hypothesis]]:
-        source_ids, lengths = source_token_ids(
+    def source_ids(self, sentences: list[str | bytes]):
+        """Padded source ids ``[B, L]`` of `sentences`, as the search gets them, and
+        their token counts before truncation ``[B]``."""
+        return source_token_ids(
             self.source_tokenizer, _string_tensor(sentences), self.model_max_length
         )
+
+    def _translate_batch(self, sentences: list[str | bytes]) -> list[list[Hypothesis]]:
+        source_ids, lengths = self.source_ids(sentences)
         for sentence, length in zip(sentences, lengths.numpy(), strict=True):
             if length > self.model_max_length:
                 logger.warning(

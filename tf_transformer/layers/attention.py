@@ -87,10 +87,14 @@ class MultiHeadAttention(keras.layers.Layer):
         key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))
         return ops.transpose(key_value, (0, 2, 1, 3, 4))
 
-    def _query_heads(self, query):
+    def _split_query_heads(self, query):
         """``[B, T, d_model]`` projections -> ``[B, T, H, Dh]``."""
         batch_size, query_length = ops.shape(query)[0], ops.shape(query)[1]
         return ops.reshape(query, (batch_size, query_length, self.num_heads, self.head_dim))
+
+    def _query_heads(self, query):
+        """``[B, T, d_model] -> [B, T, H, Dh]`` projected queries."""
+        return self._split_query_heads(self.query_projection(query))
 
     def project_key_value(self, source):
         """``[B, S, d_model] -> [B, 2, S, H, Dh]``: keys and values of `source`."""
@@ -109,7 +113,7 @@ class MultiHeadAttention(keras.layers.Layer):
             bias, inputs.dtype
         )
         query, key_value = projected[..., : self.d_model], projected[..., self.d_model :]
-        return self._query_heads(query), self._key_value_heads(key_value)
+        return self._split_query_heads(query), self._key_value_heads(key_value)
 
     def _probabilities(self, query_heads, keys, attention_mask):
         """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision."""
@@ -123,8 +127,7 @@ class MultiHeadAttention(keras.layers.Layer):
         """Attention weights ``[B, H, T, S]`` (float32, no dropout) of `query`
         ``[B, T, d_model]`` over projected `key_value` ``[B, 2, S, H, Dh]``: for
         inspecting and plotting what the model attends to."""
-        query_heads = self._query_heads(self.query_projection(query))
-        return self._probabilities(query_heads, key_value[:, 0], attention_mask)
+        return self._probabilities(self._query_heads(query), key_value[:, 0], attention_mask)
 
     def _attend_heads(self, query_heads, key_value, attention_mask, training):
         """Attention of projected queries ``[B, T, H, Dh]`` over projected `key_value`
@@ -139,8 +142,7 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def attend(self, query, key_value, attention_mask=None, training=None):
         """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
-        query_heads = self._query_heads(self.query_projection(query))
-        return self._attend_heads(query_heads, key_value, attention_mask, training)
+        return self._attend_heads(self._query_heads(query), key_value, attention_mask, training)
 
     def call(self, query, source=None, attention_mask=None, training=None):
         if source is None:
