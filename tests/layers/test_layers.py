@@ -105,6 +105,8 @@ def test_dropout_under_xla_draws_fresh_scaled_masks_at_the_rate():
     np.testing.assert_allclose(np.unique(first), [0.0, 1 / 0.75], rtol=1e-6)
     assert np.mean(first == 0) == pytest.approx(0.25, abs=0.03)
     assert np.mean(first != second) > 0.2  # the seed advances between calls
+    # Each random word decides two elements, far apart: their masks are independent.
+    assert np.mean((first[:2000] == 0) != (first[2000:] == 0)) > 0.2
     assert not in_xla_compilation()
     np.testing.assert_array_equal(dropout(np.ones(5), training=False), np.ones(5))
 

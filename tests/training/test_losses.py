@@ -1,9 +1,15 @@
 import keras
+import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_transformer.constants import PAD
-from tf_transformer.training.losses import MaskedAccuracy, MaskedLabelSmoothedCrossEntropy
+from tf_transformer.training.losses import (
+    MaskedAccuracy,
+    MaskedLabelSmoothedCrossEntropy,
+    MaskedPerplexity,
+)
 from tf_transformer.training.schedules import InverseSquareRootSchedule
 
 rng = np.random.default_rng(7)
@@ -31,6 +37,19 @@ def test_loss_matches_hand_computation_and_ignores_padding(smoothing):
     assert float(loss(TARGETS, changed)) == pytest.approx(expected, rel=1e-5)
 
 
+def test_loss_gradient_is_softmax_minus_smoothed_targets_at_real_tokens():
+    smoothing, vocab = 0.1, LOGITS.shape[-1]
+    logits = tf.constant(LOGITS)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        loss = MaskedLabelSmoothedCrossEntropy(label_smoothing=smoothing)(TARGETS, logits)
+    probabilities = np.exp(LOGITS) / np.exp(LOGITS).sum(-1, keepdims=True)
+    smoothed = (1 - smoothing) * np.eye(vocab)[TARGETS] + smoothing / vocab
+    real = (TARGETS != PAD)[..., None]
+    expected = (probabilities - smoothed) * real / real.sum()
+    np.testing.assert_allclose(tape.gradient(loss, logits), expected, rtol=1e-5, atol=1e-7)
+
+
 def test_loss_averages_over_global_tokens_across_replicas(two_cpu_strategy):
     loss = MaskedLabelSmoothedCrossEntropy(label_smoothing=0.1)
 
@@ -53,6 +72,23 @@ def test_masked_accuracy_counts_only_real_tokens():
     predictions[0, 2, 1] = predictions[1, 0, 1] = 1.0  # wrong, wrong
     metric.update_state(TARGETS, predictions)
     assert float(metric.result()) == pytest.approx(0.5)
+
+
+def test_masked_perplexity_matches_keras_hub_over_batches():
+    ours = MaskedPerplexity()
+    reference = keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=PAD)
+    for logits in (LOGITS, 2.0 * LOGITS):
+        ours.update_state(TARGETS, logits)
+        reference.update_state(TARGETS, logits)
+    log_probs = LOGITS - np.log(np.exp(LOGITS).sum(-1, keepdims=True))
+    doubled = 2 * LOGITS - np.log(np.exp(2 * LOGITS).sum(-1, keepdims=True))
+    real = TARGETS != PAD
+    picked = [
+        np.take_along_axis(lp, TARGETS[..., None], -1)[..., 0][real] for lp in (log_probs, doubled)
+    ]
+    expected = np.exp(-np.concatenate(picked).mean())
+    assert float(ours.result()) == pytest.approx(expected, rel=1e-5)
+    assert float(ours.result()) == pytest.approx(float(reference.result()), rel=1e-5)
 
 
 def test_schedule_warms_up_linearly_then_decays_as_inverse_sqrt():

@@ -10,7 +10,7 @@ import sacrebleu
 import tensorflow as tf
 
 from tf_transformer.constants import PAD
-from tf_transformer.training.losses import label_smoothed_token_losses
+from tf_transformer.training.losses import negative_log_likelihoods
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def perplexity(model, batches: tf.data.Dataset) -> float:
     model's format (pipeline.make_dataset)."""
     total_loss, total_tokens = 0.0, 0
     for features, targets in batches:
-        token_losses = label_smoothed_token_losses(targets, model(features, training=False), 0.0)
+        token_losses = negative_log_likelihoods(targets, model(features, training=False))
         real = np.asarray(targets) != PAD
         total_loss += float(np.asarray(token_losses)[real].sum())
         total_tokens += int(real.sum())

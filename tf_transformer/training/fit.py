@@ -42,7 +42,7 @@ from tf_transformer.training.callbacks import (
 from tf_transformer.training.losses import (
     MaskedAccuracy,
     MaskedLabelSmoothedCrossEntropy,
-    perplexity_metric,
+    MaskedPerplexity,
 )
 from tf_transformer.training.schedules import InverseSquareRootSchedule
 from tf_transformer.training.strategy import select_strategy
@@ -83,7 +83,7 @@ def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
     model.compile(
         optimizer=build_optimizer(config),
         loss=MaskedLabelSmoothedCrossEntropy(config.label_smoothing),
-        metrics=[MaskedAccuracy(), perplexity_metric()],
+        metrics=[MaskedAccuracy(), MaskedPerplexity()],
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-import keras_hub
 import tensorflow as tf
 from keras import ops
 
@@ -16,19 +15,44 @@ def target_logits(targets, logits):
     return ops.take_along_axis(logits, indices, axis=-1)[..., 0]
 
 
+def negative_log_likelihoods(targets, logits):
+    """Per-token ``-log p(target)`` ``[B, T]`` from ``[B, T]`` ids and ``[B, T, V]`` logits."""
+    logits = ops.cast(logits, "float32")
+    return ops.logsumexp(logits, axis=-1) - target_logits(targets, logits)
+
+
 def label_smoothed_token_losses(targets, logits, label_smoothing: float):
     """Per-token loss ``[B, T]`` against targets smoothed uniformly over the vocabulary.
 
     Equal to cross-entropy with ``(1 - eps) * one_hot + eps / vocab`` targets, computed
-    from log-sum-exp without materialising the one-hot tensor.
+    from log-sum-exp without materialising the one-hot tensor. Its gradient,
+    ``softmax - smoothed targets``, is one elementwise pass over the logits; the
+    automatic one (a scatter for the target logit plus a broadcast for the mean) cost
+    more on the ``[tokens, vocab]`` tensor, the largest of a training step.
     """
     logits = ops.cast(logits, "float32")
-    log_normalizer = ops.logsumexp(logits, axis=-1)  # [B, T]
-    negative_log_likelihood = log_normalizer - target_logits(targets, logits)
-    uniform_cross_entropy = log_normalizer - ops.mean(logits, axis=-1)
-    return (1.0 - label_smoothing) * negative_log_likelihood + (
-        label_smoothing * uniform_cross_entropy
-    )
+    targets = ops.cast(targets, "int32")
+    vocab_size = ops.shape(logits)[-1]
+
+    @tf.custom_gradient
+    def token_losses(logits):
+        log_normalizer = ops.logsumexp(logits, axis=-1)  # [B, T]
+        negative_log_likelihood = log_normalizer - target_logits(targets, logits)
+        uniform_cross_entropy = log_normalizer - ops.mean(logits, axis=-1)
+        losses = (1.0 - label_smoothing) * negative_log_likelihood + (
+            label_smoothing * uniform_cross_entropy
+        )
+
+        def gradient(upstream):
+            probabilities = ops.exp(logits - ops.expand_dims(log_normalizer, -1))
+            smoothed_targets = (1.0 - label_smoothing) * ops.one_hot(
+                targets, vocab_size
+            ) + label_smoothing / ops.cast(vocab_size, "float32")
+            return ops.expand_dims(upstream, -1) * (probabilities - smoothed_targets)
+
+        return losses, gradient
+
+    return token_losses(logits)
 
 
 def _global_sum(value):
@@ -82,6 +106,23 @@ class MaskedAccuracy(keras.metrics.Mean):
         return super().update_state(correct, sample_weight=ops.not_equal(y_true, PAD))
 
 
-def perplexity_metric():
-    """exp(mean negative log-likelihood) over non-PAD tokens, without smoothing."""
-    return keras_hub.metrics.Perplexity(from_logits=True, mask_token_id=PAD, name="perplexity")
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class MaskedPerplexity(keras.metrics.Mean):
+    """exp(mean negative log-likelihood) over non-PAD target tokens, without smoothing.
+
+    `keras_hub.metrics.Perplexity` computes the same number through Keras's sparse
+    cross-entropy, a second softmax over the ``[tokens, vocab]`` logits; this one
+    spells out the log-sum-exp exactly as the loss does, so XLA computes it once for
+    both (5% of a training step at d_model 256 and an 8k vocabulary).
+    """
+
+    def __init__(self, name="perplexity", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(
+            negative_log_likelihoods(y_true, y_pred), sample_weight=ops.not_equal(y_true, PAD)
+        )
+
+    def result(self):
+        return ops.exp(super().result())
