@@ -1,14 +1,15 @@
 """`keras.layers.Dropout` with masks that are cheap to draw under XLA on CPU.
 
-Why not the stock layer as it is: it draws its mask with TensorFlow's default stateless
-algorithm, which XLA lowers to Philox, and XLA's CPU backend generates Philox bits
-slowly: the 17 dropout masks of a d_model-256 training step took 12% of the step
-(TensorBoard profile of `benchmark train`). Here, under XLA, each mask comes from
-ThreeFry (XLA's other counter-based generator, JAX's default), and each 32-bit random
-word decides two elements with 16 bits apiece: the masks took 33 ms of the step's
-thread time with one word per element instead of 129 ms with Philox, and about half
-that with two elements per word. TensorFlow has no ThreeFry kernel outside XLA, so
-uncompiled code keeps the stock path.
+Why not the stock layer as it is: it draws each mask with TensorFlow's stateless
+generator, which XLA lowers to Philox, and XLA's CPU backend generates those bits
+slowly, in a separate pass that writes them out: the 17 dropout masks of a d_model-256
+training step took 12% of the step (TensorBoard profile of `benchmark train`); ThreeFry,
+XLA's other generator, still took 33 of its 129 ms. Here, under XLA, each element's
+random word is a keyed integer hash of its position, a dozen integer operations that
+XLA fuses into the pass applying the mask, so the bits are never stored: the masks
+cost about 2 ms of thread time per step. The key comes from Keras's seed generator, so
+seeding and per-call freshness are as in the stock layer. Uncompiled code keeps the
+stock path.
 """
 
 from __future__ import annotations
@@ -17,35 +18,39 @@ import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util  # no public equivalent
 
-# Each element is dropped when its 16 random bits fall below round(rate * 2**16).
-_ELEMENT_BITS = 16
-
 
 def in_xla_compilation() -> bool:
     """Whether the code being traced will be compiled by XLA (jit_compile=True)."""
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
-def half_word_dropout(inputs, rate: float, seed):
-    """`inputs` with elements zeroed at `rate` (to 1 / 2**16) and the rest scaled so
-    the expectation is unchanged; one ThreeFry 32-bit word decides two elements."""
-    size = tf.size(inputs)
-    words = tf.random.stateless_uniform(
-        [(size + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32, alg="threefry"
-    )
-    low_bits = tf.bitwise.bitwise_and(words, 0xFFFF)
-    high_bits = tf.bitwise.right_shift(words, _ELEMENT_BITS)
-    element_bits = tf.reshape(tf.concat([low_bits, high_bits], 0)[:size], tf.shape(inputs))
-    dropped_below = round(rate * 2**_ELEMENT_BITS)
-    keep_probability = 1.0 - dropped_below / 2**_ELEMENT_BITS
-    kept = tf.greater_equal(element_bits, dropped_below)
+def _mix(words):
+    """lowbias32 (C. Wellons, "Hash Prospector"): a bijective 32-bit integer hash whose
+    output bits each flip with probability ~1/2 when any input bit flips."""
+    words = tf.bitwise.bitwise_xor(words, tf.bitwise.right_shift(words, 16))
+    words = words * tf.constant(0x7FEB352D, tf.uint32)
+    words = tf.bitwise.bitwise_xor(words, tf.bitwise.right_shift(words, 15))
+    words = words * tf.constant(0x846CA68B, tf.uint32)
+    return tf.bitwise.bitwise_xor(words, tf.bitwise.right_shift(words, 16))
+
+
+def hashed_dropout(inputs, rate: float, seed):
+    """`inputs` with elements zeroed at `rate` and the rest scaled by 1 / (1 - rate):
+    element i is dropped when ``mix(mix(i ^ key0) + key1)`` falls below rate * 2**32,
+    with the two 32-bit key words taken from the int32 pair `seed`."""
+    key = tf.bitcast(seed, tf.uint32)
+    positions = tf.reshape(tf.range(tf.size(inputs)), tf.shape(inputs))
+    words = _mix(_mix(tf.bitwise.bitwise_xor(tf.bitcast(positions, tf.uint32), key[0])) + key[1])
+    dropped_below = min(round(rate * 2**32), 2**32 - 1)
+    keep_probability = 1.0 - dropped_below / 2**32
+    kept = tf.greater_equal(words, tf.constant(dropped_below, tf.uint32))
     return tf.where(kept, inputs / tf.cast(keep_probability, inputs.dtype), 0)
 
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
 class Dropout(keras.layers.Dropout):
-    """`keras.layers.Dropout` (same arguments and seeding) that draws cheap ThreeFry
-    masks when XLA compiles it.
+    """`keras.layers.Dropout` (same arguments and seeding) that draws hashed masks
+    when XLA compiles it.
 
     Example:
     ```python
@@ -56,6 +61,6 @@ class Dropout(keras.layers.Dropout):
     def call(self, inputs, training=False):
         if not (training and self.rate > 0) or self.noise_shape or not in_xla_compilation():
             return super().call(inputs, training=training)
-        # Keras's seeds are int64 state; stateless ops under XLA need int32.
+        # Keras's seeds are int64 state; the key is their int32 words.
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
-        return half_word_dropout(inputs, self.rate, seed)
+        return hashed_dropout(inputs, self.rate, seed)
