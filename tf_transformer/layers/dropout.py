@@ -2,14 +2,14 @@
 
 Why not the stock layer as it is: it draws each mask with TensorFlow's stateless
 generator, which XLA lowers to Philox, and XLA's CPU backend generates those bits
-slowly, in a separate pass that writes them out: the 17 dropout masks of a d_model-256
-training step took 12% of the step (TensorBoard profile of `benchmark train`); ThreeFry,
-XLA's other generator, still took 33 of its 129 ms. Here, under XLA, each element's
-random word is a keyed integer hash of its position, a dozen integer operations that
-XLA fuses into the pass applying the mask, so the bits are never stored: the masks
-cost about 2 ms of thread time per step. The key comes from Keras's seed generator, so
-seeding and per-call freshness are as in the stock layer. Uncompiled code keeps the
-stock path.
+slowly, in separate passes that write them out: the 17 dropout masks of a d_model-256
+training step took 129 ms of the step's thread time, 12% of the step (TensorBoard
+profile of `benchmark train`); with ThreeFry, XLA's other generator, 33 ms. Here, under
+XLA, each element's random word is a keyed integer hash of its position, a dozen integer
+operations that XLA fuses into the pass applying the mask, so no bits are stored and
+the generator passes are gone from the profile. The key comes from Keras's seed
+generator, so seeding and per-call freshness are as in the stock layer. Uncompiled code
+keeps the stock path.
 """
 
 from __future__ import annotations

@@ -113,7 +113,8 @@ class MaskedPerplexity(keras.metrics.Mean):
     `keras_hub.metrics.Perplexity` computes the same number through Keras's sparse
     cross-entropy, a second softmax over the ``[tokens, vocab]`` logits; this one
     spells out the log-sum-exp exactly as the loss does, so XLA computes it once for
-    both (5% of a training step at d_model 256 and an 8k vocabulary).
+    both. With the loss's one-pass gradient, this took 32 ms off a 0.62 s training step
+    at d_model 256 and an 8k vocabulary (TensorBoard profile).
     """
 
     def __init__(self, name="perplexity", **kwargs):
