@@ -73,7 +73,7 @@ def test_cached_self_attention_equals_causal_attention():
     attention = MultiHeadAttention(D_MODEL, num_heads=4)
     sequence = random_sequence(length=5)
     full = np.asarray(attention(sequence, attention_mask=masks.causal_mask(5)))
-    cache = np.zeros((2, 8, 2, 4, D_MODEL // 4), "float32")  # [B, max_length, 2, H, Dh]
+    cache = np.zeros((2, 2, 8, 4, D_MODEL // 4), "float32")
     steps = []
     for index in range(5):
         outputs, cache = attention.cached_self_attention(

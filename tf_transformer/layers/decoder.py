@@ -126,7 +126,7 @@ class DecoderBlock(EncoderBlock):
         )
 
     def project_encoder_key_value(self, encoder_outputs):
-        """``[B, S, d_model] -> [B, S, 2, H, Dh]``, computed once per sentence."""
+        """``[B, S, d_model] -> [B, 2, S, H, Dh]``, computed once per sentence."""
         return self.cross_attention.project_key_value(encoder_outputs)
 
     def cached_call(
@@ -134,7 +134,7 @@ class DecoderBlock(EncoderBlock):
     ):
         """Runs positions cache_index..+T of `inputs` ``[B, T, d_model]`` (inference only).
 
-        `self_attention_cache` ``[B, max_length, 2, H, Dh]`` holds the keys and
+        `self_attention_cache` ``[B, 2, max_length, H, Dh]`` holds the keys and
         values of earlier positions; the returned cache adds these ones.
         """
         normalized = self.attention_norm(inputs) if self.normalize_first else inputs

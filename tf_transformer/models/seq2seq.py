@@ -30,8 +30,8 @@ class DecoderCache(NamedTuple):
     gathering every tensor along axis 0.
     """
 
-    self_attention: tuple  # per layer: [B, max_length, 2, H, Dh]
-    cross_attention: tuple  # per layer: [B, S, 2, H, Dh]
+    self_attention: tuple  # per layer: [B, 2, max_length, H, Dh]
+    cross_attention: tuple  # per layer: [B, 2, S, H, Dh]
     encoder_padding_mask: object  # [B, S] bool
 
 
@@ -229,7 +229,7 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
             max_length = self.config.max_length
         batch_size = ops.shape(encoder_outputs)[0]
         empty = ops.zeros(
-            (batch_size, max_length, 2, self.config.num_heads, self.config.head_dim),
+            (batch_size, 2, max_length, self.config.num_heads, self.config.head_dim),
             dtype=self.compute_dtype,
         )
         return DecoderCache(
