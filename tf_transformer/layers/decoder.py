@@ -70,9 +70,11 @@ class DecoderBlock(EncoderBlock):
         outputs = self._self_attention_sublayer(inputs, padding_mask, attention_mask, training)
         if encoder_padding_mask is None:
             encoder_padding_mask = masks.keras_mask(encoder_outputs)
-        encoder_key_value = self.cross_attention.project_key_value(encoder_outputs)
         return self._cross_attention_and_feed_forward(
-            outputs, encoder_key_value, encoder_padding_mask, training
+            outputs,
+            lambda x, mask: self.cross_attention(x, encoder_outputs, mask, training=training),
+            encoder_padding_mask,
+            training,
         )
 
     def _self_attention_sublayer(self, inputs, padding_mask, attention_mask, training):
@@ -107,14 +109,13 @@ class DecoderBlock(EncoderBlock):
         )
 
     def _cross_attention_and_feed_forward(
-        self, inputs, encoder_key_value, encoder_padding_mask, training
+        self, inputs, cross_attend, encoder_padding_mask, training
     ):
+        """`cross_attend(queries, attention_mask)` attends to the encoder output."""
         cross_attention_mask = _cross_attention_mask(inputs, encoder_padding_mask)
         outputs = self.residual(
             inputs,
-            lambda x: self.cross_attention.attend(
-                x, encoder_key_value, cross_attention_mask, training=training
-            ),
+            lambda x: cross_attend(x, cross_attention_mask),
             self.cross_attention_norm,
             training,
         )
@@ -145,7 +146,10 @@ class DecoderBlock(EncoderBlock):
         if not self.normalize_first:
             outputs = self.attention_norm(outputs)
         outputs = self._cross_attention_and_feed_forward(
-            outputs, encoder_key_value, encoder_padding_mask, training=False
+            outputs,
+            lambda x, mask: self.cross_attention.attend(x, encoder_key_value, mask),
+            encoder_padding_mask,
+            training=False,
         )
         return CachedOutput(outputs, self_attention_cache)
 
