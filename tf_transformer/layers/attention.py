@@ -85,9 +85,10 @@ class MultiHeadAttention(keras.layers.Layer):
         """``[B, S, 2 * d_model]`` projections -> keys and values, each ``[B, S, H, Dh]``.
 
         Training attends to these strided views directly; only the decoding caches
-        are stacked as ``[B, 2, S, H, Dh]`` (`_stack`), where keys and values must be
-        contiguous for the per-step attention. Transposing every training step's
-        projections into that layout cost ~2% of the step.
+        are stacked as ``[B, 2, S, H, Dh]`` (`project_key_value`,
+        `cached_self_attention`), where per-step attention wants keys and values
+        contiguous. Transposing every training projection into that layout cost ~2%
+        of the training step.
         """
         batch_size, length = ops.shape(key_value)[0], ops.shape(key_value)[1]
         key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))
