@@ -111,6 +111,52 @@ def test_dropout_under_xla_draws_fresh_scaled_masks_at_the_rate():
     np.testing.assert_array_equal(dropout(np.ones(5), training=False), np.ones(5))
 
 
+def identity_attention(policy):
+    """One head of width D_MODEL whose queries, keys, values and output are its inputs."""
+    attention = MultiHeadAttention(D_MODEL, num_heads=1, dtype=policy)
+    attention.build((None, None, D_MODEL))
+    identity = np.eye(D_MODEL, dtype="float32")
+    attention.query_projection.kernel.assign(identity)
+    attention.key_value_projection.kernel.assign(np.concatenate([identity, identity], axis=1))
+    attention.output_projection.kernel.assign(identity)
+    return attention
+
+
+def test_float16_attention_scales_before_q_dot_k_so_large_activations_stay_finite():
+    # Q.K of two 16-wide vectors of ~70 is ~16 * 4900 = 78,400, over float16's 65,504;
+    # scaled by 1/sqrt(16) it is ~19,600. Position t is 70 + t everywhere, so each query
+    # attends (causally) to its own position and gets its own vector back.
+    inputs = np.broadcast_to((70.0 + np.arange(5, dtype="float32"))[None, :, None], (2, 5, 16))
+    causal = masks.causal_mask(5)
+    float32_outputs = np.asarray(identity_attention("float32")(inputs, attention_mask=causal))
+    np.testing.assert_allclose(float32_outputs, inputs, rtol=1e-6)
+    half = identity_attention("mixed_float16")
+    half_outputs = np.asarray(half(inputs, attention_mask=causal), "float32")
+    assert np.isfinite(half_outputs).all()
+    np.testing.assert_allclose(half_outputs, float32_outputs, rtol=1e-3)
+    # The cached decoding path shares the scaling.
+    cache = np.zeros((2, 2, 5, 1, D_MODEL), "float16")
+    steps = []
+    for index in range(5):
+        outputs, cache = half.cached_self_attention(inputs[:, index : index + 1], cache, index)
+        steps.append(np.asarray(outputs, "float32"))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), float32_outputs, rtol=1e-3)
+
+
+def test_float32_attention_probabilities_are_softmax_of_scaled_q_dot_k():
+    attention = MultiHeadAttention(D_MODEL, num_heads=2)  # head width 8: 1/sqrt(8) is inexact
+    query, source = random_sequence(length=3), random_sequence(length=4)
+    key_value = attention.project_key_value(source)
+    queries = np.asarray(attention.query_projection(query)).reshape(2, 3, 2, 8)
+    keys = np.asarray(key_value)[:, 0]  # [B, S, H, Dh]
+    scores = np.einsum("bthd,bshd->bhts", queries, keys) / np.sqrt(8.0)
+    expected = np.exp(scores - scores.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    np.testing.assert_allclose(
+        attention.attention_probabilities(query, key_value), expected, rtol=1e-6, atol=1e-7
+    )
+
+
 def test_attention_rejects_indivisible_heads():
     with pytest.raises(ValueError, match="d_model=10 and num_heads=4"):
         MultiHeadAttention(10, num_heads=4)

@@ -123,9 +123,14 @@ class MultiHeadAttention(keras.layers.Layer):
         return (self._split_query_heads(query), *self._key_value_heads(key_value))
 
     def _probabilities(self, query_heads, keys, attention_mask):
-        """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision."""
-        scores = ops.einsum("bthd,bshd->bhts", query_heads, keys)
-        scores = ops.cast(scores, "float32") * (self.head_dim**-0.5)
+        """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision.
+
+        The queries are scaled by 1/sqrt(Dh) before Q·K, not the scores after: under
+        float16 the unscaled product of large activations overflows (max 65,504), and the
+        product stays in the compute dtype (a float32 matmul would leave the fast path).
+        """
+        query_heads = query_heads * ops.cast(self.head_dim**-0.5, query_heads.dtype)
+        scores = ops.cast(ops.einsum("bthd,bshd->bhts", query_heads, keys), "float32")
         if attention_mask is not None:
             scores = ops.where(ops.expand_dims(attention_mask, 1), scores, -1e9)
         return ops.softmax(scores, axis=-1)
