@@ -13,7 +13,10 @@ from tf_transformer.config import ModelConfig, TrainConfig
 from tf_transformer.constants import BOS, EOS, PAD
 from tf_transformer.models import Seq2SeqTransformer
 from tf_transformer.training.fit import compile_for_training
-from tf_transformer.training.losses import MaskedLabelSmoothedCrossEntropy
+from tf_transformer.training.losses import (
+    MaskedLabelSmoothedCrossEntropy,
+    label_smoothed_token_losses,
+)
 
 # A global batch of 4 whose halves hold different numbers of real target tokens.
 SOURCES = np.array([[5, 6, 7, EOS], [8, EOS, PAD, PAD], [9, 10, EOS, PAD], [11, 12, 13, EOS]])
@@ -55,13 +58,50 @@ def test_mirrored_strategy_gives_the_single_device_loss(two_cpu_strategy):
     )
 
 
+@pytest.mark.slow
+def test_default_config_reports_the_global_loss_under_xla_with_uneven_replicas(
+    two_cpu_strategy,
+):
+    """The default TrainConfig (XLA on) under MirroredStrategy, with the two replicas
+    holding batches of 3 and 1 rows: fit runs, and the reported loss of its one step is
+    the global per-token loss of the 4 rows on one device."""
+    single_device = tiny_model()
+    token_losses = label_smoothed_token_losses(TARGETS, single_device(FEATURES), 0.1)
+    real_tokens = TARGETS != PAD
+    expected = float(np.sum(np.asarray(token_losses) * real_tokens) / real_tokens.sum())
+    # The default config, but for an Adam step proportional to the gradient (a large
+    # epsilon), so comparing updates compares gradients.
+    train_config = TrainConfig(epsilon=1.0, peak_learning_rate=1.0, warmup_steps=1)
+    assert train_config.jit_compile
+    with two_cpu_strategy.scope():
+        mirrored = tiny_model()
+        mirrored.build()
+        compile_for_training(mirrored, train_config)
+    mirrored.set_weights(single_device.get_weights())
+    examples = (FEATURES, TARGETS.astype("int32"))
+    # One input pipeline feeds the replicas in turn: 3 rows to the first, 1 to the second.
+    uneven = two_cpu_strategy.distribute_datasets_from_function(
+        lambda context: tf.data.Dataset.from_tensors(examples).unbatch().batch(3).repeat()
+    )
+    history = mirrored.fit(uneven, epochs=1, steps_per_epoch=1, verbose=0)
+    assert mirrored._compile_per_replica
+    assert history.history["loss"][0] == pytest.approx(expected, abs=1e-5)
+    # The update is the single-device update on the whole batch: the gradients are right.
+    compile_for_training(single_device, train_config)
+    single_device.fit(
+        tf.data.Dataset.from_tensors(examples).repeat(), epochs=1, steps_per_epoch=1, verbose=0
+    )
+    for after_mirrored, after_single in zip(
+        mirrored.get_weights(), single_device.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(after_mirrored, after_single, atol=1e-5)
+
+
 def test_model_fit_trains_under_mirrored_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():
         model = tiny_model()
         model.build()
-        compile_for_training(
-            model, TrainConfig(jit_compile=False, warmup_steps=1, peak_learning_rate=3e-3)
-        )
+        compile_for_training(model, TrainConfig(warmup_steps=1, peak_learning_rate=3e-3))
     dataset = two_cpu_strategy.distribute_datasets_from_function(
         lambda context: (
             tf.data.Dataset.from_tensors((FEATURES, TARGETS.astype("int32")))

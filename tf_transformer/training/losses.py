@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras import ops
 
 from tf_transformer.constants import PAD
+from tf_transformer.models.multi_worker import global_real_tokens
 
 
 def target_logits(targets, logits):
@@ -55,14 +56,6 @@ def label_smoothed_token_losses(targets, logits, label_smoothing: float):
     return token_losses(logits)
 
 
-def _global_sum(value):
-    """Sum of `value` over all replicas (identity outside a multi-replica step)."""
-    replica_context = tf.distribute.get_replica_context()
-    if replica_context is None or replica_context.num_replicas_in_sync == 1:
-        return value
-    return replica_context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-
 @keras.saving.register_keras_serializable(package="tf_transformer")
 class MaskedLabelSmoothedCrossEntropy(keras.losses.Loss):
     """Label-smoothed cross-entropy, averaged over the non-PAD target tokens of the
@@ -85,8 +78,7 @@ class MaskedLabelSmoothedCrossEntropy(keras.losses.Loss):
     def call(self, y_true, y_pred):
         real_tokens = ops.cast(ops.not_equal(y_true, PAD), "float32")
         token_losses = label_smoothed_token_losses(y_true, y_pred, self.label_smoothing)
-        global_real_tokens = ops.maximum(_global_sum(ops.sum(real_tokens)), 1.0)
-        return token_losses * real_tokens / global_real_tokens
+        return token_losses * real_tokens / ops.maximum(global_real_tokens(y_true), 1.0)
 
     def get_config(self):
         return {"name": self.name, "label_smoothing": self.label_smoothing}
