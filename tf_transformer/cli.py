@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import posixpath
 import sys
-from pathlib import Path
 
 from tf_transformer import config
 
@@ -199,7 +199,7 @@ def _with_flags(section, args: argparse.Namespace):
 
 def _decode_config(args: argparse.Namespace) -> config.DecodeConfig:
     """The run's `decode` section with the decode flags applied on top."""
-    return _with_flags(config.load([Path(args.model) / "config.yaml"]).decode, args)
+    return _with_flags(config.load_run(args.model).decode, args)
 
 
 def _translator(args: argparse.Namespace):
@@ -290,11 +290,12 @@ def _run_train(args: argparse.Namespace) -> None:
     from tf_transformer.training import fit  # imports TensorFlow: only when it runs
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    name = Path(args.config[-1]).stem if args.config else "default"
+    # Config files and directories may be URLs (gs://): no pathlib.
+    name = posixpath.splitext(posixpath.basename(args.config[-1]))[0] if args.config else "default"
     fit.train(
         experiment,
-        output_dir=args.output_dir or Path("runs") / name,
-        export_path=Path(args.export_dir) / name,
+        output_dir=args.output_dir or config.join_path("runs", name),
+        export_path=config.join_path(args.export_dir, name),
     )
 
 

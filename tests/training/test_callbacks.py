@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_transformer.config import TrainConfig
-from tf_transformer.training.callbacks import AverageLastCheckpoints, NonFiniteLossError, StopAtStep
-from tf_transformer.training.fit import training_callbacks
+from tf_transformer.config import ModelConfig, TrainConfig
+from tf_transformer.constants import BOS, EOS
+from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.training.callbacks import (
+    AverageLastCheckpoints,
+    NonFiniteLossError,
+    StopAtStep,
+    optimizer_updates,
+)
+from tf_transformer.training.fit import compile_for_training, fit_model, training_callbacks
+from tf_transformer.training.schedules import InverseSquareRootSchedule
 
 
 def linear_model():
@@ -26,7 +34,9 @@ def batches_with_nan_at(step, total=6):
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_backup(tmp_path):
     model = linear_model()
     config = TrainConfig(steps=6, eval_every=6, backup_every=1)
-    callbacks = training_callbacks(tmp_path, config, StopAtStep(6), validation_bleu=lambda: 0.0)
+    callbacks = training_callbacks(
+        str(tmp_path), config, StopAtStep(6), validation_score=("bleu", lambda: 0.0)
+    )
     good_weights = []
     record = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: good_weights.append(model.get_weights())
@@ -67,3 +77,38 @@ def test_average_last_checkpoints_sets_the_mean_weights(tmp_path):
     expected = [(a + b) / 2 for a, b in zip(per_epoch[1], per_epoch[2], strict=True)]
     for weight, mean in zip(model.get_weights(), expected, strict=True):
         np.testing.assert_allclose(weight, mean, rtol=1e-6)
+
+
+def test_gradient_accumulation_counts_optimizer_updates(tmp_path):
+    """steps, warmup, eval_every and backup_every count updates, not micro-batches."""
+    model = Seq2SeqTransformer(
+        ModelConfig.preset(
+            "tiny", source_vocab_size=16, target_vocab_size=16, d_model=16, ffn_dim=16
+        )
+    )
+    model.build()
+    config = TrainConfig(
+        gradient_accumulation_steps=4,
+        steps=12,
+        eval_every=6,
+        backup_every=3,
+        warmup_steps=5,
+        jit_compile=False,
+    )
+    compile_for_training(model, config)
+    features = {
+        "encoder_inputs": np.array([[5, 6, EOS]], "int32"),
+        "decoder_inputs": np.array([[BOS, 7]], "int32"),
+    }
+    batches = tf.data.Dataset.from_tensors((features, np.array([[7, EOS]], "int32"))).repeat()
+    history, _ = fit_model(model, batches, None, config, str(tmp_path))
+    assert optimizer_updates(model.optimizer) == 12
+    assert int(model.optimizer._iterations.numpy()) == 48  # batches
+    assert len(history.history["loss"]) == 2  # one epoch per eval_every updates
+    # Update k (0-based) is applied at the last of its 4 batches, at the schedule's rate k.
+    schedule = InverseSquareRootSchedule(config.peak_learning_rate, config.warmup_steps)
+    for update in range(12):
+        model.optimizer._iterations.assign(4 * update + 3)
+        assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(update)))
+    metadata = json.loads(Path(tmp_path / "backup" / "training_metadata.json").read_text())
+    assert metadata == {"epoch": 1, "batch": 23}  # saved every 3 updates = 12 batches

@@ -32,7 +32,7 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     experiment = config.load(
         overrides=[*TINY_RUN, "train.steps=20", "train.eval_every=10", "train.jit_compile=false"]
     )
-    metrics = train(experiment, tmp_path / "run", export_path=tmp_path / "exported")
+    metrics = train(experiment, str(tmp_path / "run"), export_path=str(tmp_path / "exported"))
     run = tmp_path / "run"
     for name in ("config.yaml", "sentencepiece.model", "model.keras", "metrics.json"):
         assert (run / name).is_file(), name
@@ -50,7 +50,77 @@ def test_train_writes_a_complete_run_directory(tmp_path):
     assert saved["bleu"] == metrics["bleu"]
     resolved = config.load([run / "config.yaml"])
     assert resolved.model.source_vocab_size == 150
-    assert resolved.data.vocabulary_prefix == str(run / "sentencepiece")
+    # Relative to the run, so that the run can move.
+    assert resolved.data.vocabulary_prefix == "sentencepiece"
+
+
+def test_a_moved_run_translates_from_another_working_directory(tmp_path):
+    first, third = tmp_path / "first", tmp_path / "third"
+    first.mkdir()
+    third.mkdir()
+    train_command = [
+        sys.executable,
+        "-m",
+        "tf_transformer.cli",
+        "train",
+        *(f"--set={override}" for override in TINY_RUN),
+        "--set=train.steps=4",
+        "--set=train.eval_every=4",
+        "--set=train.jit_compile=false",
+        "--output-dir=runs/relative",
+        "--export-dir=exported",
+    ]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    trained = subprocess.run(
+        train_command, cwd=first, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    moved = tmp_path / "elsewhere" / "run"
+    moved.parent.mkdir()
+    (first / "runs" / "relative").rename(moved)
+    translate_command = [sys.executable, "-m", "tf_transformer.cli", "translate"]
+    translated = subprocess.run(
+        [*translate_command, f"--model={moved}"],
+        cwd=third,
+        env=environment,
+        input="The dog sees the ball.\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert translated.returncode == 0, translated.stderr[-3000:]
+    assert len(translated.stdout.splitlines()) == 1
+    metrics = json.loads((moved / "metrics.json").read_text())
+    assert translated.stdout.strip() or metrics["steps"] == 4  # a 4-step model may say ""
+
+
+def test_a_whole_run_lives_in_an_in_memory_filesystem(tmp_path, monkeypatch):
+    """Paths are URLs: train, translate, evaluate and reload the export in ram://, and
+    nothing lands on local disk under a "ram:" folder."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from tf_transformer.decoding.translator import Translator
+    from tf_transformer.evaluation.test_set import evaluate_files
+
+    monkeypatch.chdir(tmp_path)
+    experiment = config.load(
+        overrides=[*TINY_RUN, "train.steps=4", "train.eval_every=4", "train.jit_compile=false"]
+    )
+    metrics = train(experiment, "ram://r/run", export_path="ram://r/sm")
+    assert metrics["saved_model"] == "ram://r/sm/1"
+    translator = Translator.from_run("ram://r/run")
+    sentences = ["The dog sees the ball.", "Now we have danced."]
+    with tf.io.gfile.GFile("ram://r/test.en", "w") as source_file:
+        source_file.write("\n".join(sentences) + "\n")
+    with tf.io.gfile.GFile("ram://r/test.de", "w") as reference_file:
+        reference_file.write("Der Hund sieht den Ball.\nJetzt haben wir getanzt.\n")
+    scores = evaluate_files(translator, "ram://r/test.en", "ram://r/test.de")
+    assert scores["sentences"] == 2
+    reloaded = tf.saved_model.load("ram://r/sm/1")
+    served = reloaded.signatures["serving_default"](inputs=tf.constant(sentences))
+    assert [text.decode() for text in served["outputs"].numpy()] == translator.translate(sentences)
+    assert not any(name.startswith(("ram", "gs:")) for name in os.listdir(tmp_path))
 
 
 @pytest.mark.slow

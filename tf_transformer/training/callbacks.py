@@ -1,13 +1,14 @@
-"""Keras callbacks for training runs: NaN guard, validation BLEU, checkpoint averaging."""
+"""Keras callbacks for training runs: NaN guard, step limit, validation score,
+checkpoint averaging, and a backup that only restores (for non-chief workers)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -34,8 +35,14 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             )
 
 
+def optimizer_updates(optimizer: keras.optimizers.Optimizer) -> int:
+    """Updates the optimizer has applied (under gradient accumulation Keras's
+    `iterations` counts updates, its private `_iterations` every batch)."""
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
 class StopAtStep(keras.callbacks.Callback):
-    """Stops training once the optimizer has taken `steps` steps, so a resumed run
+    """Stops training once the optimizer has made `steps` updates, so a resumed run
     ends at the configured step count wherever its last backup was taken."""
 
     def __init__(self, steps: int):
@@ -45,32 +52,42 @@ class StopAtStep(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         # Runs after BackupAndRestore (earlier in the callback list) has restored.
-        self.initial_step = int(self.model.optimizer.iterations.numpy())
+        self.initial_step = optimizer_updates(self.model.optimizer)
         if self.initial_step:
             print(f"Resuming from step {self.initial_step}")
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
+        if optimizer_updates(self.model.optimizer) >= self.steps:
             self.model.stop_training = True
 
 
-class ValidationBleu(keras.callbacks.Callback):
-    """Adds `val_bleu` (sacreBLEU of greedy translations) to the logs after each
-    validation, so `ModelCheckpoint` and `EarlyStopping` can monitor it.
+class ValidationScore(keras.callbacks.Callback):
+    """Adds `val_NAME` (a score of the current model on held-out data, e.g. BLEU) to the
+    logs after each validation, so `ModelCheckpoint` and `EarlyStopping` can monitor it.
 
     Args:
-        score_fn: returns the BLEU of the current model on held-out sentences.
+        name: the score's name; the log key is `val_NAME`.
+        score_fn: returns the score of the current model.
     """
 
-    def __init__(self, score_fn: Callable[[], float]):
+    def __init__(self, name: str, score_fn: Callable[[], float]):
         super().__init__()
+        self.name = name
         self.score_fn = score_fn
 
     def on_epoch_end(self, epoch, logs=None):
-        bleu = self.score_fn()
+        score = self.score_fn()
         if logs is not None:
-            logs["val_bleu"] = bleu
-        print(f"\nvalidation BLEU: {bleu:.2f}")
+            logs[f"val_{self.name}"] = score
+        print(f"\nvalidation {self.name}: {score:.2f}")
+
+
+class RestoreOnlyBackup(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` for a non-chief worker: restores from the chief's backup (the
+    same weights: workers hold identical replicas) and never writes."""
+
+    def _save_model(self):
+        pass
 
 
 class AverageLastCheckpoints(keras.callbacks.Callback):
@@ -83,17 +100,17 @@ class AverageLastCheckpoints(keras.callbacks.Callback):
         count: how many of the latest checkpoints to average.
     """
 
-    def __init__(self, directory: str | Path, count: int):
+    def __init__(self, directory: str, count: int):
         super().__init__()
-        self.directory = Path(directory)
+        self.directory = str(directory).rstrip("/")
         self.count = count
 
     def on_epoch_end(self, epoch, logs=None):
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(self.directory / f"epoch_{epoch + 1:04d}.weights.h5")
+        tf.io.gfile.makedirs(self.directory)
+        self.model.save_weights(f"{self.directory}/epoch_{epoch + 1:04d}.weights.h5")
 
     def on_train_end(self, logs=None):
-        paths = sorted(self.directory.glob("epoch_*.weights.h5"))[-self.count :]
+        paths = sorted(tf.io.gfile.glob(f"{self.directory}/epoch_*.weights.h5"))[-self.count :]
         if len(paths) < 2:
             return
         summed = None

@@ -1,14 +1,19 @@
 """`train`: an ExperimentConfig in, a run directory with a trained model out.
 
-Run directory layout:
+Run directory layout (local or any tf.io.gfile URL such as gs://; what config.yaml
+refers to inside the run is relative to it, so a run can be moved or copied):
     config.yaml          the fully resolved config
-    sentencepiece.model  the vocabulary (built here unless the config points at one)
+    sentencepiece.model  the vocabulary (trained here, or copied from the one the
+                         config points at)
     backup/              BackupAndRestore state: rerun the same command to resume
     checkpoints/         best.weights.h5 by validation BLEU (+ per-validation weights
                          when train.average_last > 1)
     logs/                TensorBoard
     model.keras          the final model
     metrics.json         BLEU, losses, steps, timings, dropped-pair counts
+
+Under several workers only the chief writes the run directory and the export; the
+others restore from the chief's backup and write only to a scratch directory.
 """
 
 from __future__ import annotations
@@ -18,26 +23,30 @@ import functools
 import json
 import logging
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from tf_transformer import config as config_lib
-from tf_transformer.config import ExperimentConfig, TrainConfig
+from tf_transformer.config import ExperimentConfig, TrainConfig, join_path
 from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.models.precision import float32_copy
 from tf_transformer.serving.export import export_translator
 from tf_transformer.training.callbacks import (
     AverageLastCheckpoints,
+    RestoreOnlyBackup,
     StopAtStep,
     StopOnNonFiniteLoss,
-    ValidationBleu,
+    ValidationScore,
+    optimizer_updates,
 )
 from tf_transformer.training.losses import (
     MaskedAccuracy,
@@ -65,7 +74,11 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     """Adam or AdamW on the warmup + inverse-sqrt schedule. Under the mixed_float16
     policy `model.compile` wraps it in a LossScaleOptimizer."""
     options: dict[str, Any] = dict(
-        learning_rate=InverseSquareRootSchedule(config.peak_learning_rate, config.warmup_steps),
+        learning_rate=InverseSquareRootSchedule(
+            config.peak_learning_rate,
+            config.warmup_steps,
+            batches_per_update=config.gradient_accumulation_steps,
+        ),
         beta_1=config.beta_1,
         beta_2=config.beta_2,
         epsilon=config.epsilon,
@@ -90,41 +103,117 @@ def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
 
 
 def training_callbacks(
-    run_dir: Path,
+    run_dir: str,
     config: TrainConfig,
     stop_at_step: StopAtStep,
-    validation_bleu: Callable[[], float],
+    validation_score: tuple[str, Callable[[], float]] | None = None,
+    scratch_dir: str | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """The callbacks of a run, in the order they must run."""
+    """The callbacks of a run, in the order they must run.
+
+    `validation_score`: (name, function) of a score to compute after each validation,
+    higher is better; the best checkpoint and early stopping follow it (else they follow
+    the validation loss). `scratch_dir`: given on a non-chief worker, which then writes
+    only there and restores from the chief's backup in `run_dir`.
+    """
+    monitor, mode = ("val_loss", "min")
+    if validation_score:
+        monitor, mode = f"val_{validation_score[0]}", "max"
+    batches_per_update = config.gradient_accumulation_steps
+    backup_dir = join_path(run_dir, "backup")
+    backup = (
+        keras.callbacks.BackupAndRestore(
+            backup_dir,
+            save_freq=config.backup_every * batches_per_update,
+            delete_checkpoint=False,
+            # A kill during a save leaves the previous backup to resume from.
+            double_checkpoint=True,
+        )
+        if scratch_dir is None
+        else RestoreOnlyBackup(backup_dir, delete_checkpoint=False)
+    )
     callbacks: list[keras.callbacks.Callback] = [
         StopOnNonFiniteLoss(),  # first: a NaN batch must not reach the backup below
-        # double_checkpoint: a kill during a save leaves the previous backup to resume from.
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / "backup"),
-            save_freq=config.backup_every,
-            delete_checkpoint=False,
-            double_checkpoint=True,
-        ),
+        backup,
         stop_at_step,  # after the restore, so it sees the resumed step
-        ValidationBleu(validation_bleu),  # before the callbacks that monitor val_bleu
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.weights.h5"),
-            monitor="val_bleu",
-            mode="max",
-            save_best_only=True,
-            save_weights_only=True,
-        ),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
     ]
+    if validation_score:  # before the callbacks that monitor it
+        callbacks.append(ValidationScore(*validation_score))
+    if scratch_dir is None:
+        callbacks += [
+            keras.callbacks.ModelCheckpoint(
+                join_path(run_dir, "checkpoints/best.weights.h5"),
+                monitor=monitor,
+                mode=mode,
+                save_best_only=True,
+                save_weights_only=True,
+            ),
+            keras.callbacks.TensorBoard(join_path(run_dir, "logs")),
+        ]
     if config.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor="val_bleu", mode="max", patience=config.early_stopping_patience
+                monitor=monitor, mode=mode, patience=config.early_stopping_patience
             )
         )
     if config.average_last > 1:
-        callbacks.append(AverageLastCheckpoints(run_dir / "checkpoints", config.average_last))
+        checkpoints_dir = join_path(scratch_dir or run_dir, "checkpoints")
+        callbacks.append(AverageLastCheckpoints(checkpoints_dir, config.average_last))
     return callbacks
+
+
+def resumed_batches(run_dir: str, config: TrainConfig) -> int:
+    """Batches a run has already trained on, by its last backup (0 for a new run): a
+    resumed run reshuffles its data with it, so it goes on with data it has not seen."""
+    metadata_path = join_path(run_dir, "backup/training_metadata.json")
+    if not tf.io.gfile.exists(metadata_path):
+        return 0
+    with tf.io.gfile.GFile(metadata_path) as metadata_file:
+        metadata = json.load(metadata_file)
+    batches_per_epoch = config.eval_every * config.gradient_accumulation_steps
+    return metadata["epoch"] * batches_per_epoch + metadata["batch"] + 1
+
+
+def fit_model(
+    model: keras.Model,
+    training_batches,
+    validation_batches,
+    config: TrainConfig,
+    run_dir: str,
+    validation_score: tuple[str, Callable[[], float]] | None = None,
+    scratch_dir: str | None = None,
+) -> tuple[keras.callbacks.History, StopAtStep]:
+    """`model.fit` for `config.steps` optimizer updates (each of
+    `gradient_accumulation_steps` batches) with a validation every `eval_every`
+    updates, resuming from the run's backup; see `training_callbacks`."""
+    stop_at_step = StopAtStep(config.steps)
+    history = model.fit(
+        training_batches,
+        epochs=math.ceil(config.steps / config.eval_every),
+        steps_per_epoch=config.eval_every * config.gradient_accumulation_steps,
+        validation_data=validation_batches,
+        callbacks=training_callbacks(run_dir, config, stop_at_step, validation_score, scratch_dir),
+        shuffle=False,  # the pipeline shuffles
+    )
+    return history, stop_at_step
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this is a non-chief worker of a multi-worker strategy (the chief is
+    the "chief" task or, without one, worker 0)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def _wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+    """A barrier (one collective sum): past it, what the chief wrote before it exists."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
 def _text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[str], list[str]]:
@@ -137,35 +226,62 @@ def _text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[
     return sources_text, targets_text
 
 
-def _prepare_vocabulary(experiment: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
-    """Points the data config at the run's vocabulary, training it on first use."""
+def _prepare_vocabulary(experiment: ExperimentConfig, run_dir: str) -> ExperimentConfig:
+    """Puts the vocabulary in the run directory (kept on a resume, else copied from the
+    one the config points at, else trained) and points the config at it, relative to
+    the run."""
     data = experiment.data
-    if not tokenizer.vocabulary_paths(data)[0].exists():
-        data = dataclasses.replace(data, vocabulary_prefix=str(run_dir / "sentencepiece"))
-        if not tokenizer.vocabulary_paths(data)[0].exists():
-            for summary in tokenizer.build_vocabulary(data):
+    in_run = dataclasses.replace(
+        data, vocabulary_prefix=join_path(run_dir, config_lib.RUN_VOCABULARY_PREFIX)
+    )
+    run_paths = list(dict.fromkeys(map(str, tokenizer.vocabulary_paths(in_run))))
+    given_paths = list(dict.fromkeys(map(str, tokenizer.vocabulary_paths(data))))
+    if not all(map(tf.io.gfile.exists, run_paths)):
+        if all(map(tf.io.gfile.exists, given_paths)):
+            for given, in_run_path in zip(given_paths, run_paths, strict=True):
+                tf.io.gfile.copy(given, in_run_path, overwrite=True)
+        else:
+            for summary in tokenizer.build_vocabulary(in_run):
                 print(f"Trained vocabulary: {summary}")
-    return dataclasses.replace(experiment, data=data)
+    recorded = dataclasses.replace(data, vocabulary_prefix=config_lib.RUN_VOCABULARY_PREFIX)
+    return dataclasses.replace(experiment, data=recorded)
 
 
 def train(
-    experiment: ExperimentConfig, output_dir: str | Path, export_path: str | Path | None = None
+    experiment: ExperimentConfig, output_dir: str, export_path: str | None = None
 ) -> dict[str, Any]:
     """Trains, validates (greedy BLEU), saves and scores a model on the test split (with
     the experiment's `decode` settings); returns the metrics it writes.
 
-    The final model goes to OUTPUT_DIR/model.keras and, if `export_path` is given, is
-    exported there as a versioned SavedModel (EXPORT_PATH/N, strings in and out).
+    The final model goes to OUTPUT_DIR/model.keras (float32, whatever the training
+    precision) and, if `export_path` is given, is exported there as a versioned
+    SavedModel (EXPORT_PATH/N, strings in and out). Paths are local or tf.io.gfile URLs.
     """
-    run_dir = Path(output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = str(output_dir).rstrip("/")
     started = time.perf_counter()
     keras.utils.set_random_seed(experiment.train.seed)
     strategy = select_strategy(experiment.train.strategy)
     keras.config.set_dtype_policy(resolve_precision(experiment.train.precision, strategy))
+    chief = is_chief(strategy)
+    scratch_dir = None if chief else tempfile.mkdtemp(prefix="tf_transformer_worker_")
+    try:
+        if chief:
+            tf.io.gfile.makedirs(run_dir)
+            experiment = _prepare_vocabulary(experiment, run_dir)
+        _wait_for_every_worker(strategy)
+        return _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, started)
+    finally:
+        if scratch_dir is not None:
+            shutil.rmtree(scratch_dir, ignore_errors=True)
 
-    experiment = _prepare_vocabulary(experiment, run_dir)
-    source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(experiment.data)
+
+def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, started):
+    chief = scratch_dir is None
+    # The vocabulary as the run records it (relative to the run), resolved.
+    data = dataclasses.replace(
+        experiment.data, vocabulary_prefix=join_path(run_dir, config_lib.RUN_VOCABULARY_PREFIX)
+    )
+    source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(data)
     experiment = dataclasses.replace(
         experiment,
         model=dataclasses.replace(
@@ -174,8 +290,9 @@ def train(
             target_vocab_size=int(target_tokenizer.vocab_size()),
         ),
     )
-    config_lib.save(experiment, run_dir / "config.yaml")
-    data, train_config = experiment.data, experiment.train
+    if chief:
+        config_lib.save(experiment, join_path(run_dir, config_lib.RUN_CONFIG))
+    train_config = experiment.train
 
     tokenize = functools.partial(
         pipeline.tokenize_pairs,
@@ -185,8 +302,11 @@ def train(
     )
     training_pairs = tokenize(sources.load_pairs(data, "train"), name="train")
     validation_pairs = tokenize(sources.load_pairs(data, "validation"), name="validation")
+    resumed = resumed_batches(run_dir, train_config)
     training_batches = strategy.distribute_datasets_from_function(
-        lambda context: pipeline.make_dataset(training_pairs.dataset, data, context).repeat()
+        lambda context: pipeline.make_dataset(
+            training_pairs.dataset, data, context, initial_step=resumed
+        ).repeat()
     )
     validation_batches = pipeline.make_dataset(validation_pairs.dataset, data, training=False)
     # Bucketing hides the number of batches; Keras then warns that the input "ran out
@@ -211,28 +331,35 @@ def train(
         translations = greedy_translator.translate(validation_sources)
         return corpus_scores(translations, validation_references)["bleu"]
 
-    stop_at_step = StopAtStep(train_config.steps)
-    callbacks = training_callbacks(run_dir, train_config, stop_at_step, validation_bleu)
-    history = model.fit(
+    history, stop_at_step = fit_model(
+        model,
         training_batches,
-        epochs=math.ceil(train_config.steps / train_config.eval_every),
-        steps_per_epoch=train_config.eval_every,
-        validation_data=validation_batches,
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles
+        validation_batches,
+        train_config,
+        run_dir,
+        ("bleu", validation_bleu),
+        scratch_dir,
     )
-    model.save(run_dir / "model.keras")
+    metrics: dict[str, Any] = {
+        "steps": optimizer_updates(model.optimizer),
+        "initial_step": stop_at_step.initial_step,
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    if not chief:
+        return metrics
+    serving_model = float32_copy(model)
+    serving_model.save(join_path(run_dir, "model.keras"))
 
     test_sources, test_references = _text_pairs(sources.load_pairs(data, "test"))
-    test_translator = Translator(model, source_tokenizer, target_tokenizer, experiment.decode)
+    test_translator = Translator(
+        serving_model, source_tokenizer, target_tokenizer, experiment.decode
+    )
     test_translations = test_translator.translate(test_sources)
     samples = list(zip(test_sources, test_references, test_translations, strict=True))[:5]
     metrics = {
         **corpus_scores(test_translations, test_references),
-        "steps": int(model.optimizer.iterations.numpy()),
-        "initial_step": stop_at_step.initial_step,
+        **metrics,
         "wall_time_s": round(time.perf_counter() - started, 1),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         "dropped_pairs": {
             "train": training_pairs.report._asdict(),
             "validation": validation_pairs.report._asdict(),
@@ -244,19 +371,20 @@ def train(
     }
     if export_path is not None:
         metrics["saved_model"] = export_translator(
-            model,
+            serving_model,
             source_tokenizer,
             target_tokenizer,
             experiment.decode,
-            tokenizer.vocabulary_paths(data),
-            export_path,
+            list(map(str, tokenizer.vocabulary_paths(data))),
+            str(export_path),
         )
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    with tf.io.gfile.GFile(join_path(run_dir, "metrics.json"), "w") as metrics_file:
+        metrics_file.write(json.dumps(metrics, indent=2))
     _print_summary(metrics, run_dir)
     return metrics
 
 
-def _print_summary(metrics: dict[str, Any], run_dir: Path) -> None:
+def _print_summary(metrics: dict[str, Any], run_dir: str) -> None:
     print(
         f"\nTest BLEU {metrics['bleu']:.2f}, chrF {metrics['chrf']:.2f} "
         f"({metrics['bleu_signature']})"

@@ -15,10 +15,12 @@ class InverseSquareRootSchedule(keras.optimizers.schedules.LearningRateSchedule)
 
     Args:
         peak_learning_rate: the rate reached at the end of warmup.
-        warmup_steps: number of optimizer steps of linear warmup.
+        warmup_steps: number of optimizer updates of linear warmup.
+        batches_per_update: the optimizer's gradient accumulation steps. Keras's
+            optimizer counts every batch in `iterations`; the schedule counts updates.
     """
 
-    def __init__(self, peak_learning_rate=1e-3, warmup_steps=4000):
+    def __init__(self, peak_learning_rate=1e-3, warmup_steps=4000, batches_per_update=1):
         if peak_learning_rate <= 0 or warmup_steps <= 0:
             raise ValueError(
                 "peak_learning_rate and warmup_steps must be positive, got "
@@ -26,11 +28,16 @@ class InverseSquareRootSchedule(keras.optimizers.schedules.LearningRateSchedule)
             )
         self.peak_learning_rate = peak_learning_rate
         self.warmup_steps = warmup_steps
+        self.batches_per_update = batches_per_update
 
     def __call__(self, step):
-        step = ops.cast(step, "float32") + 1.0
+        step = ops.cast(step // self.batches_per_update, "float32") + 1.0
         warmup = float(self.warmup_steps)
         return self.peak_learning_rate * ops.minimum(step / warmup, ops.sqrt(warmup / step))
 
     def get_config(self):
-        return {"peak_learning_rate": self.peak_learning_rate, "warmup_steps": self.warmup_steps}
+        return {
+            "peak_learning_rate": self.peak_learning_rate,
+            "warmup_steps": self.warmup_steps,
+            "batches_per_update": self.batches_per_update,
+        }
