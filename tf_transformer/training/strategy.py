@@ -13,8 +13,16 @@ from tf_transformer.config import STRATEGY_CHOICES
 logger = logging.getLogger(__name__)
 
 
-def _tpu_strategy(tpu_address: str = ""):
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+def _tpu_address() -> str:
+    """ "" lets TPUClusterResolver find a configured TPU (TPU_NAME, Colab's
+    COLAB_TPU_ADDR); a TPU VM with its TPU attached and no such variable needs "local"."""
+    if os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR"):
+        return ""
+    return "local" if tf.config.list_physical_devices("TPU") else ""
+
+
+def _tpu_strategy():
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=_tpu_address())
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
