@@ -303,11 +303,18 @@ class DataConfig:
     bucket_growth: float = 2.0
     # Pairs held in the shuffle buffer.
     shuffle_buffer_size: int = 100_000
-    # Seed of the shuffle order; reshuffled every epoch, the same way on every run.
+    # Seed of the shuffle order; reshuffled every epoch, the same way on every run (a
+    # resumed run reshuffles from the step it resumes at).
     shuffle_seed: int = 0
-    # Pad every batch to its bucket length and drop partial batches, so batch shapes come
-    # from a small fixed set (pipeline.static_batch_shapes): for TPU / XLA.
+    # Pad every batch to its bucket length, so batch shapes come from a small fixed set
+    # (pipeline.static_batch_shapes): for TPU / XLA. Training drops partial batches;
+    # evaluation fills the last batch of a bucket with padding rows that count zero.
     static_shapes: bool = True
+    # Where the tokenized examples are cached, per input pipeline (after sharding):
+    # "memory", "none" (tokenize again every epoch), or a file path prefix (local or a
+    # URL such as gs://bucket/cache/wmt14) for corpora larger than memory. A complete file
+    # cache is read as it is: delete it after changing the corpus or the vocabulary.
+    cache: str = "memory"
 
     def __post_init__(self) -> None:
         _require_choice(self, "source", ("synthetic", "tfds", "files", "multi30k"))
@@ -342,6 +349,14 @@ class DataConfig:
             raise ValueError(
                 f"batch_tokens ({self.batch_tokens}) must be at least max_length "
                 f"({self.max_length}), or the longest pairs would fit in no batch"
+            )
+        if self.cache not in ("memory", "none") and (
+            "/" not in self.cache or self.cache.endswith("/") or self.cache != self.cache.strip()
+        ):
+            raise ValueError(
+                'cache must be "memory", "none" or a file path prefix with a "/" such as '
+                "./wmt14, /tmp/cache/wmt14 or gs://bucket/cache/wmt14 "
+                f"(files PREFIX.NAME.shard-I-of-N.*), got {self.cache!r}"
             )
 
 
@@ -403,6 +418,14 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.max_length < self.data.max_length:
+            raise ValueError(
+                f"model.max_length ({self.model.max_length}) must be at least "
+                f"data.max_length ({self.data.max_length}): the longest bucket pads "
+                "sequences to data.max_length tokens"
+            )
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:

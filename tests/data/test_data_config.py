@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tf_transformer.config import DataConfig, from_dict
+from tf_transformer.config import DataConfig, ExperimentConfig, ModelConfig, from_dict, load
 
 
 @pytest.mark.parametrize(
@@ -45,3 +45,34 @@ def test_invalid_values_are_named(values, message):
 def test_unknown_key_is_named():
     with pytest.raises(ValueError, match=re.escape("Unknown config key data.vocab_sise")):
         from_dict(DataConfig, {"vocab_sise": 8000}, where="data.")
+
+
+@pytest.mark.parametrize("cache", ["", "memroy", "None", " /tmp/cache", "gs://bucket/cache/"])
+def test_cache_must_be_memory_none_or_a_file_prefix(cache):
+    message = (
+        'cache must be "memory", "none" or a file path prefix with a "/" such as ./wmt14, '
+        "/tmp/cache/wmt14 or gs://bucket/cache/wmt14 (files PREFIX.NAME.shard-I-of-N.*), "
+        f"got {cache!r}"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DataConfig(cache=cache)
+
+
+@pytest.mark.parametrize(
+    "cache", ["memory", "none", "./wmt14", "/tmp/cache/wmt14", "gs://b/cache/wmt14"]
+)
+def test_cache_modes_are_accepted(cache):
+    assert DataConfig(cache=cache).cache == cache
+
+
+def test_model_max_length_must_cover_the_longest_bucket():
+    model = ModelConfig.preset("tiny", max_length=32)
+    with pytest.raises(ValueError) as error:
+        ExperimentConfig(model=model, data=DataConfig(max_length=64))
+    assert str(error.value) == (
+        "model.max_length (32) must be at least data.max_length (64): the longest bucket "
+        "pads sequences to data.max_length tokens"
+    )
+    assert ExperimentConfig(model=model, data=DataConfig(max_length=32)).data.max_length == 32
+    with pytest.raises(ValueError, match=re.escape("model.max_length (32) must be at least")):
+        load(overrides=["model.max_length=32"])

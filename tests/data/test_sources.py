@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 
 import pytest
 import tensorflow as tf
@@ -184,3 +185,50 @@ def test_unknown_split_is_refused():
         ValueError, match=r"split must be one of \('train', 'validation', 'test'\), got 'dev'"
     ):
         sources.load_pairs(DataConfig(), "dev")
+
+
+def write_url(url: str, lines: list[str]) -> None:
+    data = "".join(f"{line}\n" for line in lines).encode("utf-8")
+    with tf.io.gfile.GFile(url, "wb") as file:
+        file.write(gzip.compress(data) if url.endswith(".gz") else data)
+
+
+def test_files_source_at_a_url(tmp_path, monkeypatch):
+    """A corpus in TF's in-memory filesystem reads like a local one (gs:// alike)."""
+    monkeypatch.chdir(tmp_path)
+    corpus = "ram://sources_test/corpus"
+    write_url(f"{corpus}/train.en", ["A dog.", "Two cats."])
+    write_url(f"{corpus}/train.de.gz", ["Ein Hund.", "Zwei Katzen."])
+    write_url(f"{corpus}/validation.tsv.gz", ["Hello.\tHallo.", "Größe\tSize"])
+    write_url(f"{corpus}/test.en", ["one", "two"])
+    write_url(f"{corpus}/test.de", ["eins"])
+    config = DataConfig(source="files", data_dir=corpus)
+    assert as_text(sources.load_pairs(config, "train")) == [
+        ("A dog.", "Ein Hund."),
+        ("Two cats.", "Zwei Katzen."),
+    ]
+    assert as_text(sources.load_pairs(config, "validation")) == [
+        ("Hello.", "Hallo."),
+        ("Größe", "Size"),
+    ]
+    with pytest.raises(ValueError) as error:
+        sources.load_pairs(config, "test")
+    assert str(error.value) == (
+        f"Parallel files differ in length: {corpus}/test.en has 2 lines, {corpus}/test.de has 1"
+    )
+    with pytest.raises(FileNotFoundError) as missing:
+        sources.load_pairs(DataConfig(source="files", data_dir=f"{corpus}/absent"), "train")
+    assert str(missing.value).startswith(f"No train split in {corpus}/absent: expected train.en")
+    assert os.listdir(tmp_path) == []
+
+
+def test_invalid_utf8_at_a_url_names_file_and_line():
+    url = "ram://sources_test/bad.tsv.gz"
+    with tf.io.gfile.GFile(url, "wb") as file:
+        file.write(gzip.compress(b"a\tb\ncaf\xe9\tc\n"))
+    with pytest.raises(ValueError) as error:
+        sources.tsv_pairs(url)
+    assert (
+        str(error.value)
+        == f"{url}: line 2 is not valid UTF-8 (invalid continuation byte at byte 3)"
+    )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -76,7 +77,7 @@ def test_normalization_rule_decides_what_round_trips(tmp_path, normalization_rul
 
 def test_training_counts_and_skips_empty_lines(tmp_path):
     summary = tokenizer.train_tokenizer(["", *TINY_CORPUS, "  "], tmp_path / "tiny", vocab_size=25)
-    assert summary == tokenizer.VocabularySummary(tmp_path / "tiny.model", 25, 60, 2)
+    assert summary == tokenizer.VocabularySummary(str(tmp_path / "tiny.model"), 25, 60, 2)
     assert (tmp_path / "tiny.vocab").read_text().count("\n") == 25
 
 
@@ -136,8 +137,9 @@ def small_synthetic_config(tmp_path, **overrides) -> DataConfig:
 def test_build_vocabulary_joint(tmp_path):
     config = small_synthetic_config(tmp_path, vocab_model_type="bpe")
     [summary] = tokenizer.build_vocabulary(config)
-    assert summary == tokenizer.VocabularySummary(tmp_path / "spm.model", 120, 600, 0)
-    assert tokenizer.vocabulary_paths(config) == (tmp_path / "spm.model", tmp_path / "spm.model")
+    assert summary == tokenizer.VocabularySummary(str(tmp_path / "spm.model"), 120, 600, 0)
+    model_path = str(tmp_path / "spm.model")
+    assert tokenizer.vocabulary_paths(config) == (model_path, model_path)
     source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(config)
     assert source_tokenizer is target_tokenizer
 
@@ -145,9 +147,9 @@ def test_build_vocabulary_joint(tmp_path):
 def test_build_vocabulary_per_language(tmp_path):
     config = small_synthetic_config(tmp_path, joint_vocabulary=False, vocab_size=100)
     summaries = tokenizer.build_vocabulary(config)
-    assert [(summary.model_path.name, summary.sentences) for summary in summaries] == [
-        ("spm.en.model", 300),
-        ("spm.de.model", 300),
+    assert [(summary.model_path, summary.sentences) for summary in summaries] == [
+        (str(tmp_path / "spm.en.model"), 300),
+        (str(tmp_path / "spm.de.model"), 300),
     ]
     pieces = [
         {
@@ -185,3 +187,42 @@ def test_build_vocab_command_reports_bad_sizes(tmp_path, capsys):
     assert cli.main(argv) == 2
     error = capsys.readouterr().err
     assert error.startswith("tf-transformer build-vocab: error: vocab_size=5000 is too large")
+
+
+def test_a_vocabulary_trains_to_and_loads_from_a_url(tmp_path, monkeypatch):
+    """SentencePiece writes local files only: it trains in a temporary directory and the
+    files are copied to the URL (TF's in-memory filesystem here; gs:// alike)."""
+    monkeypatch.chdir(tmp_path)
+    prefix = "ram://tokenizer_test/vocabulary/tiny"
+    summary = tokenizer.train_tokenizer(TINY_CORPUS, prefix, vocab_size=25)
+    assert summary == tokenizer.VocabularySummary(f"{prefix}.model", 25, 60, 0)
+    with tf.io.gfile.GFile(f"{prefix}.vocab") as vocab_file:
+        assert vocab_file.read().count("\n") == 25
+    local = tokenizer.train_tokenizer(TINY_CORPUS, str(tmp_path / "local"), vocab_size=25)
+    sentences = tf.constant(["the dog sees a cat", "der Ball"])
+    assert (
+        tokenizer.load_tokenizer(summary.model_path).tokenize(sentences).to_list()
+        == tokenizer.load_tokenizer(local.model_path).tokenize(sentences).to_list()
+    )
+    assert sorted(os.listdir(tmp_path)) == ["local.model", "local.vocab"]
+
+
+def test_build_vocabulary_at_a_url_and_load_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = small_synthetic_config(
+        tmp_path, joint_vocabulary=False, vocab_size=100, vocabulary_prefix="ram://build_test/spm"
+    )
+    summaries = tokenizer.build_vocabulary(config)
+    paths = ("ram://build_test/spm.en.model", "ram://build_test/spm.de.model")
+    assert tokenizer.vocabulary_paths(config) == paths
+    assert [summary.model_path for summary in summaries] == list(paths)
+    source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(config)
+    assert [int(t.vocab_size()) for t in (source_tokenizer, target_tokenizer)] == [100, 100]
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_model_at_a_url_is_named():
+    with pytest.raises(
+        FileNotFoundError, match="SentencePiece model not found: ram://nowhere/absent.model"
+    ):
+        tokenizer.load_tokenizer("ram://nowhere/absent.model")

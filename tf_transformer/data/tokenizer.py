@@ -2,15 +2,18 @@
 
 Training uses the `sentencepiece` trainer with PAD, UNK, BOS and EOS from constants.py.
 Tokenization uses tensorflow-text's `SentencepieceTokenizer`, a TensorFlow op, so the
-same tokenizer runs in tf.data and inside an exported SavedModel.
+same tokenizer runs in tf.data and inside an exported SavedModel. Paths are strings that
+tf.io.gfile reads and writes: local paths and URLs (gs://, ram://) alike.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import posixpath
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import sentencepiece
@@ -28,7 +31,7 @@ PROGRESS_INTERVAL = 100_000
 
 
 class VocabularySummary(NamedTuple):
-    model_path: Path  # the .model file written (a .vocab file lies beside it)
+    model_path: str  # the .model file written (a .vocab file lies beside it)
     vocab_size: int  # pieces, special ids included
     sentences: int  # non-empty sentences read
     empty_lines_skipped: int
@@ -36,7 +39,7 @@ class VocabularySummary(NamedTuple):
 
 def train_tokenizer(
     sentences: Iterable[str],
-    model_prefix: str | Path,
+    model_prefix: str | os.PathLike,
     vocab_size: int,
     model_type: str = "unigram",
     *,
@@ -51,11 +54,13 @@ def train_tokenizer(
     character of the corpus its own piece (right for alphabetic languages; SentencePiece
     suggests 0.9995 for Chinese or Japanese).
 
+    SentencePiece writes local files only: it trains in a temporary directory, and the
+    two files are then copied to `model_prefix`, which may be a URL (gs://bucket/spm).
+
     Raises:
         ValueError: the corpus cannot support `vocab_size` pieces, or has no sentence.
     """
-    model_prefix = Path(model_prefix)
-    model_prefix.parent.mkdir(parents=True, exist_ok=True)
+    model_prefix = os.fspath(model_prefix)
     counts = {"sentences": 0, "empty": 0}
 
     def non_empty(lines: Iterable[str]) -> Iterator[str]:
@@ -68,10 +73,53 @@ def train_tokenizer(
                 logger.info("read %d sentences", counts["sentences"])
             yield line
 
+    with tempfile.TemporaryDirectory(prefix="sentencepiece-") as local_directory:
+        local_prefix = os.path.join(local_directory, "sentencepiece")
+        _train_sentencepiece(
+            non_empty(sentences),
+            local_prefix,
+            vocab_size,
+            model_type,
+            counts,
+            normalization_rule_name=normalization_rule_name,
+            character_coverage=character_coverage,
+            max_sentences=max_sentences,
+        )
+        directory = posixpath.dirname(model_prefix)
+        if directory and not directory.endswith(":/"):  # not a bare "gs://" or "ram://"
+            tf.io.gfile.makedirs(directory)
+        for suffix in (".model", ".vocab"):
+            tf.io.gfile.copy(local_prefix + suffix, model_prefix + suffix, overwrite=True)
+    summary = VocabularySummary(
+        f"{model_prefix}.model", vocab_size, counts["sentences"], counts["empty"]
+    )
+    logger.info(
+        "wrote %s: %d pieces (%s) from %d sentences, %d empty lines skipped",
+        summary.model_path,
+        vocab_size,
+        model_type,
+        summary.sentences,
+        summary.empty_lines_skipped,
+    )
+    return summary
+
+
+def _train_sentencepiece(
+    sentences: Iterator[str],
+    model_prefix: str,
+    vocab_size: int,
+    model_type: str,
+    counts: dict[str, int],
+    *,
+    normalization_rule_name: str,
+    character_coverage: float,
+    max_sentences: int,
+) -> None:
+    """Runs the SentencePiece trainer into the local `model_prefix`.model / .vocab."""
     try:
         sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=non_empty(sentences),
-            model_prefix=str(model_prefix),
+            sentence_iterator=sentences,
+            model_prefix=model_prefix,
             vocab_size=vocab_size,
             model_type=model_type,
             pad_id=PAD,
@@ -85,18 +133,6 @@ def train_tokenizer(
         )
     except RuntimeError as error:
         raise _vocabulary_error(error, vocab_size, counts["sentences"]) from None
-    summary = VocabularySummary(
-        Path(f"{model_prefix}.model"), vocab_size, counts["sentences"], counts["empty"]
-    )
-    logger.info(
-        "wrote %s: %d pieces (%s) from %d sentences, %d empty lines skipped",
-        summary.model_path,
-        vocab_size,
-        model_type,
-        summary.sentences,
-        summary.empty_lines_skipped,
-    )
-    return summary
 
 
 def _vocabulary_error(error: RuntimeError, vocab_size: int, sentences: int) -> ValueError:
@@ -121,15 +157,13 @@ def _vocabulary_error(error: RuntimeError, vocab_size: int, sentences: int) -> V
     return ValueError(f"SentencePiece could not train vocab_size={vocab_size}: {message}")
 
 
-def vocabulary_paths(config: DataConfig) -> tuple[Path, Path]:
-    """The SentencePiece model files for the source and the target side (one file, twice,
-    for a joint vocabulary)."""
+def vocabulary_paths(config: DataConfig) -> tuple[str, str]:
+    """The SentencePiece model files (local paths or URLs) for the source and the target
+    side: one file, twice, for a joint vocabulary."""
     prefix = config.vocabulary_prefix
     if config.joint_vocabulary:
-        return Path(f"{prefix}.model"), Path(f"{prefix}.model")
-    return Path(f"{prefix}.{config.source_language}.model"), Path(
-        f"{prefix}.{config.target_language}.model"
-    )
+        return f"{prefix}.model", f"{prefix}.model"
+    return f"{prefix}.{config.source_language}.model", f"{prefix}.{config.target_language}.model"
 
 
 def build_vocabulary(config: DataConfig) -> list[VocabularySummary]:
@@ -161,20 +195,20 @@ def _decoded(pairs: tf.data.Dataset) -> Iterator[tuple[str, str]]:
 
 
 def _train_from_config(
-    sentences: Iterable[str], model_path: Path, config: DataConfig
+    sentences: Iterable[str], model_path: str, config: DataConfig
 ) -> VocabularySummary:
-    model_prefix = str(model_path).removesuffix(".model")
+    model_prefix = model_path.removesuffix(".model")
     return train_tokenizer(sentences, model_prefix, config.vocab_size, config.vocab_model_type)
 
 
-def load_tokenizer(model_path: str | Path) -> tf_text.SentencepieceTokenizer:
+def load_tokenizer(model_path: str | os.PathLike) -> tf_text.SentencepieceTokenizer:
     """The in-graph tokenizer of a SentencePiece model file (local or any tf.io.gfile path).
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: the model was trained with other special ids than constants.py's.
     """
-    model_path = str(model_path)
+    model_path = os.fspath(model_path)
     if not tf.io.gfile.exists(model_path):
         raise FileNotFoundError(
             f"SentencePiece model not found: {model_path} "
