@@ -103,3 +103,17 @@ def test_configs_default_yaml_is_the_default_experiment():
 def test_every_shipped_config_loads(path):
     experiment = config.load([path])
     assert experiment.train.steps > 0
+
+
+def test_a_run_config_resolves_its_vocabulary_against_the_run_directory(tmp_path):
+    experiment = config.load(overrides=["data.vocabulary_prefix=sentencepiece"])
+    config.save(experiment, str(tmp_path / "config.yaml"))
+    resolved = config.load_run(str(tmp_path))
+    assert resolved.data.vocabulary_prefix == f"{tmp_path}/sentencepiece"
+    config.save(experiment, "ram://runs/moved/config.yaml")
+    assert config.load_run("ram://runs/moved/").data.vocabulary_prefix == (
+        "ram://runs/moved/sentencepiece"
+    )
+    elsewhere = config.load(overrides=["data.vocabulary_prefix=gs://bucket/vocabulary"])
+    config.save(elsewhere, str(tmp_path / "config.yaml"))
+    assert config.load_run(str(tmp_path)).data.vocabulary_prefix == "gs://bucket/vocabulary"

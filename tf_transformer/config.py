@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -451,17 +450,29 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-def load(
-    config_files: Iterable[str | Path] = (), overrides: Iterable[str] = ()
-) -> ExperimentConfig:
-    """Reads YAML files (later ones override earlier ones, key by key), then applies
-    ``section.key=value`` overrides (values parsed as YAML: ``train.steps=100``)."""
+RUN_CONFIG = "config.yaml"
+# The vocabulary's prefix inside a run directory, as config.yaml records it (relative
+# to the run, so a run can be moved or copied to a bucket and still load).
+RUN_VOCABULARY_PREFIX = "sentencepiece"
+
+
+def _read_text(path: str) -> str:
+    import tensorflow as tf  # here, not at the top: config errors come before the slow import
+
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+        raise FileNotFoundError(f"Config file not found: {path}")
+    with tf.io.gfile.GFile(path, "r") as file:
+        return file.read()
+
+
+def load(config_files: Iterable[str] = (), overrides: Iterable[str] = ()) -> ExperimentConfig:
+    """Reads YAML files (local or any tf.io.gfile URL; later ones override earlier ones,
+    key by key), then applies ``section.key=value`` overrides (values parsed as YAML:
+    ``train.steps=100``)."""
     merged: dict[str, dict[str, Any]] = {}
-    for path in map(Path, config_files):
-        if not path.is_file():
-            raise FileNotFoundError(f"Config file not found: {path}")
+    for path in map(str, config_files):
         try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            values = yaml.safe_load(_read_text(path)) or {}
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from error
         if not isinstance(values, Mapping):
@@ -479,6 +490,31 @@ def load(
     return ExperimentConfig.from_dict(merged)
 
 
-def save(config: ExperimentConfig, path: str | Path) -> None:
+def save(config: ExperimentConfig, path: str) -> None:
     """Writes the fully resolved config as YAML that `load` reads back to the same config."""
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+    import tensorflow as tf  # here, not at the top: config errors come before the slow import
+
+    with tf.io.gfile.GFile(str(path), "w") as file:
+        file.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def join_path(directory: str, name: str) -> str:
+    """`directory`/`name` for a local path or a URL (gs://, ram://): never `pathlib`,
+    which folds "gs://bucket" into "gs:/bucket"."""
+    return f"{str(directory).rstrip('/')}/{name}"
+
+
+def is_relative_path(path: str) -> bool:
+    """True for a path relative to some directory: neither absolute nor a URL."""
+    return "://" not in path and not path.startswith("/")
+
+
+def load_run(run_dir: str) -> ExperimentConfig:
+    """The config of a training run, with the paths it records relative to the run
+    (the vocabulary) resolved against `run_dir`, wherever the run now lives."""
+    experiment = load([join_path(run_dir, RUN_CONFIG)])
+    prefix = experiment.data.vocabulary_prefix
+    if not is_relative_path(prefix):
+        return experiment
+    data = dataclasses.replace(experiment.data, vocabulary_prefix=join_path(run_dir, prefix))
+    return dataclasses.replace(experiment, data=data)
