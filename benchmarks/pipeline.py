@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, vocabulary_prefix: str) -> dict[str, object]:
         bucket_growth=args.bucket_growth,
         static_shapes=False,
     )
-    if not tokenizer.vocabulary_paths(config)[0].exists():
+    if not tf.io.gfile.exists(tokenizer.vocabulary_paths(config)[0]):
         tokenizer.build_vocabulary(config)
     source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(config)
     start = time.perf_counter()

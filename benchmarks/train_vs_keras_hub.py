@@ -191,7 +191,7 @@ def multi30k(args: argparse.Namespace, config: ModelConfig, scratch: str) -> dic
         bucket_growth=1.3,
         static_shapes=True,
     )
-    if not tokenizer.vocabulary_paths(data)[0].exists():
+    if not tf.io.gfile.exists(tokenizer.vocabulary_paths(data)[0]):
         tokenizer.build_vocabulary(data)
     source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(data)
     config = dataclasses.replace(

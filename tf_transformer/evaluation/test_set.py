@@ -35,8 +35,8 @@ def evaluate_files(
             cache=False,
             name=str(source_path),
         )
-        # Static shapes drop partial batches: every pair must count here.
-        data_config = dataclasses.replace(translator.data_config, static_shapes=False)
+        # Every pair counts here (no static shapes); no cache: the files are read once.
+        data_config = dataclasses.replace(translator.data_config, static_shapes=False, cache="none")
         batches = pipeline.make_dataset(tokenized.dataset, data_config, training=False)
         results["perplexity"] = round(perplexity(translator.model, batches), 3)
         results["perplexity_pairs"] = tokenized.report.kept

@@ -303,19 +303,29 @@ def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, s
     training_pairs = tokenize(sources.load_pairs(data, "train"), name="train")
     validation_pairs = tokenize(sources.load_pairs(data, "validation"), name="validation")
     resumed = resumed_batches(run_dir, train_config)
-    training_batches = strategy.distribute_datasets_from_function(
-        lambda context: pipeline.make_dataset(
-            training_pairs.dataset, data, context, initial_step=resumed
+    input_contexts = []  # the strategy calls the dataset function once per worker, here
+
+    def training_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        input_contexts.append(context)
+        return pipeline.make_dataset(
+            training_pairs.dataset, data, context, initial_step=resumed, name="train"
         ).repeat()
-    )
-    validation_batches = pipeline.make_dataset(validation_pairs.dataset, data, training=False)
-    # Bucketing hides the number of batches; Keras then warns that the input "ran out
-    # of data" after every validation. Counting them once (a cheap pass) tells it.
-    validation_batches = validation_batches.apply(
-        tf.data.experimental.assert_cardinality(
-            int(validation_batches.reduce(0, lambda count, _: count + 1))
+
+    def validation_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        batches = pipeline.make_dataset(
+            validation_pairs.dataset, data, context, training=False, name="validation"
         )
+        # Bucketing hides the number of batches; Keras then warns that the input "ran
+        # out of data" after every validation. Counting them once (a cheap pass) tells it.
+        return batches.apply(
+            tf.data.experimental.assert_cardinality(int(batches.reduce(0, lambda n, _: n + 1)))
+        )
+
+    training_batches = strategy.distribute_datasets_from_function(training_dataset)
+    buckets = pipeline.bucket_report(
+        training_pairs.length_counts, data, input_contexts[0] if input_contexts else None
     )
+    validation_batches = strategy.distribute_datasets_from_function(validation_dataset)
 
     with strategy.scope():
         model = Seq2SeqTransformer(experiment.model)
@@ -364,6 +374,8 @@ def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, s
             "train": training_pairs.report._asdict(),
             "validation": validation_pairs.report._asdict(),
         },
+        # Pairs in buckets too small for one static-shape batch: never trained on.
+        "unbatched_pairs": {"train": buckets.unbatched},
         "samples": [
             {"source": source, "reference": reference, "translation": translation}
             for source, reference, translation in samples

@@ -28,7 +28,7 @@ def _tpu_strategy():
     return tf.distribute.TPUStrategy(resolver)
 
 
-def _tpu_available() -> bool:
+def tpu_available() -> bool:
     """True on a Colab/Cloud TPU VM or where a TPU address is configured.
 
     Looks only at the environment and physical devices: initialising TensorFlow's
@@ -52,7 +52,7 @@ def select_strategy(kind: str = "auto") -> tf.distribute.Strategy:
         raise ValueError(f"strategy must be one of {STRATEGY_CHOICES}, got {kind!r}")
     if kind == "multi_worker" or (kind == "auto" and _multi_worker_configured()):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    elif kind == "tpu" or (kind == "auto" and _tpu_available()):
+    elif kind == "tpu" or (kind == "auto" and tpu_available()):
         strategy = _tpu_strategy()
     elif kind == "mirrored" or (kind == "auto" and len(tf.config.list_physical_devices("GPU")) > 1):
         strategy = tf.distribute.MirroredStrategy()
