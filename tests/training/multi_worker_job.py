@@ -1,7 +1,8 @@
 """One worker of the two-worker MultiWorkerMirroredStrategy test (run as a script).
 
-Usage: python multi_worker_job.py TF_CONFIG_JSON. Prints one JSON line: the losses
-and a checksum of the final weights.
+Usage: python multi_worker_job.py TF_CONFIG_JSON RUN_DIR EXPORT_DIR. Runs `train` on a
+tiny synthetic corpus with the default XLA setting and prints one JSON line: the loss
+history and a checksum of the final weights.
 """
 
 import json
@@ -11,45 +12,45 @@ import sys
 os.environ["TF_CONFIG"] = sys.argv[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
-from tf_transformer.config import ModelConfig, TrainConfig  # noqa: E402
+from tf_transformer import config  # noqa: E402
 from tf_transformer.models import Seq2SeqTransformer  # noqa: E402
-from tf_transformer.training.fit import compile_for_training  # noqa: E402
-from tf_transformer.training.strategy import select_strategy  # noqa: E402
+from tf_transformer.training.fit import train  # noqa: E402
 
-strategy = select_strategy("auto")
-assert isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy), type(strategy)
-keras.utils.set_random_seed(0)
-rng = np.random.default_rng(0)
-sources = rng.integers(4, 30, (16, 6)).astype("int32")
-targets = rng.integers(4, 30, (16, 5)).astype("int32")
-decoder_inputs = np.concatenate([np.full((16, 1), 2, "int32"), targets[:, :-1]], axis=1)
-
-
-def dataset_fn(context):
-    examples = tf.data.Dataset.from_tensor_slices(
-        ({"encoder_inputs": sources, "decoder_inputs": decoder_inputs}, targets)
-    )
-    shard = examples.shard(context.num_input_pipelines, context.input_pipeline_id)
-    return shard.batch(4).repeat()
-
-
-with strategy.scope():
-    model = Seq2SeqTransformer(
-        ModelConfig.preset(
-            "tiny", source_vocab_size=30, target_vocab_size=30, d_model=32, ffn_dim=64
-        )
-    )
-    model.build()
-    compile_for_training(model, TrainConfig(jit_compile=False, warmup_steps=2))
-history = model.fit(
-    strategy.distribute_datasets_from_function(dataset_fn),
-    epochs=2,
-    steps_per_epoch=3,
-    verbose=0,
+experiment = config.load(
+    overrides=[
+        "model.d_model=32",
+        "model.ffn_dim=64",
+        "model.num_encoder_layers=1",
+        "model.num_decoder_layers=1",
+        "model.max_length=64",
+        "data.synthetic_train_size=200",
+        "data.synthetic_eval_size=8",
+        "data.vocab_size=150",
+        "data.batch_tokens=1024",
+        "train.steps=6",
+        "train.eval_every=3",
+        "train.backup_every=2",
+        "train.average_last=2",
+        "train.warmup_steps=2",
+        "train.bleu_sentences=4",
+        "train.strategy=multi_worker",
+    ]
 )
-checksum = float(sum(np.abs(weight).sum() for weight in model.get_weights()))
-print(json.dumps({"losses": history.history["loss"], "checksum": checksum}))
+assert experiment.train.jit_compile
+
+# The model `train` fits, to checksum its weights on every worker (only the chief saves).
+trained = []
+original_fit = Seq2SeqTransformer.fit
+
+
+def recording_fit(model, *args, **kwargs):
+    trained.append(model)
+    return original_fit(model, *args, **kwargs)
+
+
+Seq2SeqTransformer.fit = recording_fit
+metrics = train(experiment, sys.argv[2], export_path=sys.argv[3])
+checksum = float(sum(np.abs(weight).sum() for weight in trained[0].get_weights()))
+print(json.dumps({"losses": metrics["history"]["loss"], "checksum": checksum}))

@@ -15,7 +15,12 @@ from tf_transformer.training.callbacks import (
     StopAtStep,
     optimizer_updates,
 )
-from tf_transformer.training.fit import compile_for_training, fit_model, training_callbacks
+from tf_transformer.training.fit import (
+    compile_for_training,
+    fit_model,
+    resumed_batches,
+    training_callbacks,
+)
 from tf_transformer.training.schedules import InverseSquareRootSchedule
 
 
@@ -112,3 +117,11 @@ def test_gradient_accumulation_counts_optimizer_updates(tmp_path):
         assert float(model.optimizer.learning_rate) == pytest.approx(float(schedule(update)))
     metadata = json.loads(Path(tmp_path / "backup" / "training_metadata.json").read_text())
     assert metadata == {"epoch": 1, "batch": 23}  # saved every 3 updates = 12 batches
+
+
+def test_a_resumed_run_counts_the_batches_its_backup_holds(tmp_path):
+    config = TrainConfig(eval_every=10, gradient_accumulation_steps=2)
+    assert resumed_batches(str(tmp_path), config) == 0
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 4}')
+    assert resumed_batches(str(tmp_path), config) == 2 * 20 + 5

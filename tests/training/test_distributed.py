@@ -1,4 +1,5 @@
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -122,9 +123,13 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_multi_worker_strategy_trains_and_workers_agree(tmp_path):
+def test_two_workers_train_with_xla_and_only_the_chief_writes(tmp_path):
+    """`train` on two workers (127.0.0.1, TF_CONFIG), XLA on, one shared run directory:
+    the workers end with the same weights, and the run holds one copy of each file."""
     workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
     script = Path(__file__).with_name("multi_worker_job.py")
+    run_dir, export_dir, scratch = tmp_path / "run", tmp_path / "exported", tmp_path / "tmp"
+    scratch.mkdir()
     processes = [
         subprocess.Popen(
             [
@@ -133,20 +138,40 @@ def test_multi_worker_strategy_trains_and_workers_agree(tmp_path):
                 json.dumps(
                     {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
                 ),
+                str(run_dir),
+                str(export_dir),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env={**os.environ, "TMPDIR": str(scratch)},
         )
         for i in range(2)
     ]
     results = []
     for process in processes:
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
         results.append(json.loads(stdout.strip().splitlines()[-1]))
-    first, second = results
-    assert first["losses"] == pytest.approx(second["losses"], rel=1e-6)
-    assert first["checksum"] == pytest.approx(second["checksum"], rel=1e-6)
-    assert first["losses"][1] < first["losses"][0]
+    chief, other = results
+    assert chief["losses"] == pytest.approx(other["losses"], rel=1e-6)
+    assert chief["checksum"] == pytest.approx(other["checksum"], rel=1e-6)
+    assert chief["losses"][1] < chief["losses"][0]
+    assert sorted(os.listdir(run_dir)) == [
+        "backup",
+        "checkpoints",
+        "config.yaml",
+        "logs",
+        "metrics.json",
+        "model.keras",
+        "sentencepiece.model",
+        "sentencepiece.vocab",
+    ]
+    assert sorted(os.listdir(run_dir / "checkpoints")) == [
+        "best.weights.h5",
+        "epoch_0001.weights.h5",
+        "epoch_0002.weights.h5",
+    ]
+    assert os.listdir(export_dir) == ["1"]
+    assert not [name for name in os.listdir(scratch) if name.startswith("tf_transformer")]
     keras.backend.clear_session()

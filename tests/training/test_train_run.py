@@ -96,7 +96,8 @@ def test_a_moved_run_translates_from_another_working_directory(tmp_path):
 
 def test_a_whole_run_lives_in_an_in_memory_filesystem(tmp_path, monkeypatch):
     """Paths are URLs: train, translate, evaluate and reload the export in ram://, and
-    nothing lands on local disk under a "ram:" folder."""
+    nothing lands on local disk under a "ram:" folder. Trained under mixed_bfloat16,
+    model.keras and the export hold float32 weights and compute in float32."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
@@ -105,11 +106,19 @@ def test_a_whole_run_lives_in_an_in_memory_filesystem(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     experiment = config.load(
-        overrides=[*TINY_RUN, "train.steps=4", "train.eval_every=4", "train.jit_compile=false"]
+        overrides=[
+            *TINY_RUN,
+            "train.steps=4",
+            "train.eval_every=4",
+            "train.jit_compile=false",
+            "train.precision=mixed_bfloat16",
+        ]
     )
     metrics = train(experiment, "ram://r/run", export_path="ram://r/sm")
     assert metrics["saved_model"] == "ram://r/sm/1"
     translator = Translator.from_run("ram://r/run")
+    assert translator.model.compute_dtype == "float32"
+    assert {weight.dtype for weight in translator.model.weights} == {"float32"}
     sentences = ["The dog sees the ball.", "Now we have danced."]
     with tf.io.gfile.GFile("ram://r/test.en", "w") as source_file:
         source_file.write("\n".join(sentences) + "\n")
@@ -118,6 +127,7 @@ def test_a_whole_run_lives_in_an_in_memory_filesystem(tmp_path, monkeypatch):
     scores = evaluate_files(translator, "ram://r/test.en", "ram://r/test.de")
     assert scores["sentences"] == 2
     reloaded = tf.saved_model.load("ram://r/sm/1")
+    assert {variable.dtype for variable in reloaded.variables} <= {tf.float32, tf.int64}
     served = reloaded.signatures["serving_default"](inputs=tf.constant(sentences))
     assert [text.decode() for text in served["outputs"].numpy()] == translator.translate(sentences)
     assert not any(name.startswith(("ram", "gs:")) for name in os.listdir(tmp_path))
