@@ -7,12 +7,14 @@ import tensorflow as tf
 
 from tf_transformer.config import DecodeConfig, ModelConfig
 from tf_transformer.constants import BOS, EOS, PAD
+from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import (
     beam_search,
     forbid_special_tokens,
     generate,
     length_penalty_divisor,
     model_next_logits,
+    sample_loop,
     search,
     sequence_log_probs,
     strip_after_eos,
@@ -138,8 +140,8 @@ def test_samples_repeat_with_their_seed_and_are_sorted_by_log_prob(model):
 
 
 def test_search_compiles_with_xla(model):
-    """Greedy and beam search give their eager results; sampling (whose sampler holds a
-    seed variable) retraces for a new length and repeats its samples call after call."""
+    """Greedy and beam search give their eager results; sampling retraces for a new
+    length and repeats its samples call after call."""
     for config in (GREEDY, DecodeConfig(beam_size=3, num_return_sequences=2)):
         compiled = tf.function(
             lambda source, config=config: search(model, source, config, 6), jit_compile=True
@@ -153,3 +155,31 @@ def test_search_compiles_with_xla(model):
     first = sample(tf.constant(SOURCE), 6)
     assert sample(tf.constant(SOURCE), 5).sequences.shape == (2, 4, 5)
     np.testing.assert_array_equal(sample(tf.constant(SOURCE), 6).sequences, first.sequences)
+
+
+def test_sampling_in_a_graph_draws_the_eager_samples_for_a_seed_input(model):
+    @tf.function
+    def sample(source, seed):
+        sampling = SamplingParameters.from_config(SAMPLING)._replace(seed=seed)
+        return search(model, source, SAMPLING, 6, sampling=sampling)
+
+    eager = search(model, SOURCE, SAMPLING, 6)
+    np.testing.assert_array_equal(sample(SOURCE, batch_seed(7)).sequences, eager.sequences)
+    np.testing.assert_allclose(sample(SOURCE, batch_seed(7)).scores, eager.scores, rtol=1e-6)
+    assert not np.array_equal(sample(SOURCE, batch_seed(7, 1)).sequences, eager.sequences)
+
+
+def test_sample_loop_draws_until_eos_then_pads():
+    """A fake model that makes token 5 + index certain up to index 2, then EOS; one row
+    already certain of EOS at the first step."""
+    vocab_size = 12
+
+    def next_logits(token_ids, cache, index):
+        wanted = tf.where(index < 3, 5 + index, EOS)
+        wanted = tf.stack([wanted, tf.constant(EOS)])  # [B]
+        return tf.one_hot(wanted, vocab_size, on_value=0.0, off_value=-30.0), cache
+
+    sampling = SamplingParameters(1.0, 0, 1.0, batch_seed(3))
+    tokens = sample_loop(next_logits, (), batch_size=2, max_length=6, sampling=sampling)
+    expected = [[5, 6, 7, EOS, PAD, PAD], [EOS, PAD, PAD, PAD, PAD, PAD]]
+    np.testing.assert_array_equal(tokens, expected)

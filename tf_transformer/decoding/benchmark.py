@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from tf_transformer.config import DecodeConfig
-from tf_transformer.decoding.translator import Translator
+from tf_transformer.decoding.translator import Translator, read_lines
 
 
 def compile_every_shape(translator: Translator, sentences: list[str]) -> int:
@@ -26,8 +25,8 @@ def compile_every_shape(translator: Translator, sentences: list[str]) -> int:
 
 
 def benchmark_decode(
-    run_dir: str | Path,
-    source_path: str | Path,
+    run_dir: str,
+    source_path: str,
     decode_config: DecodeConfig,
     use_cache: bool = True,
     jit_compile: bool = True,
@@ -39,8 +38,7 @@ def benchmark_decode(
     translator = Translator.from_run(
         run_dir, decode_config, use_cache=use_cache, jit_compile=jit_compile
     )
-    with open(source_path, encoding="utf-8") as source_file:
-        sentences = [line.rstrip("\n") for line in source_file][:limit]
+    sentences = read_lines(source_path)[:limit]
     compile_every_shape(translator, sentences)
     started = time.perf_counter()
     translations = translator.translate(sentences)

@@ -1,9 +1,10 @@
 """Token generation with the model's fixed-size key/value cache.
 
 `search` is the entry point: greedy search, beam search or sampling, as `DecodeConfig`
-says. Greedy and sampling use keras_hub's samplers over `Seq2SeqTransformer.decode_step`;
-beam search is our own (`beam_search`). Shapes are static, so every strategy compiles
-with XLA.
+says. Greedy search uses keras_hub's GreedySampler over `Seq2SeqTransformer.decode_step`;
+beam search (`beam_search`) and sampling (`sample_loop`, drawing with the stateless
+`sampling.sample_next_tokens`) are our own. Shapes are static, so every strategy
+compiles with XLA.
 
 Dimension letters: B sentences, K beams, N hypotheses returned per sentence, L
 max_length (generated tokens), V target vocabulary.
@@ -11,7 +12,6 @@ max_length (generated tokens), V target vocabulary.
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import keras
@@ -20,6 +20,7 @@ from keras import ops
 
 from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import BOS, EOS, PAD
+from tf_transformer.decoding.sampling import SamplingParameters, sample_next_tokens
 from tf_transformer.layers.masks import padding_mask
 
 # Log-probability of an impossible hypothesis: finite, so sums and differences of it
@@ -81,26 +82,6 @@ def _sample(model, encoder_inputs, max_length, sampler=None):
     return tokens[:, 1:]
 
 
-@functools.cache
-def make_sampler(decode_config: DecodeConfig):
-    """The keras_hub sampler for `decode_config`: greedy unless `sample`; then top-p
-    sampling, also limited to the top_k most likely tokens when top_k > 0.
-
-    Every sampling config uses TopPSampler (top_p 1.0 keeps every token), as the
-    exported `sample` signature does, so both draw the same samples. One sampler per
-    config: its seed state is a variable, which a `tf.function` may create only on its
-    first trace.
-    """
-    if not decode_config.sample:
-        return keras_hub.samplers.GreedySampler()
-    return keras_hub.samplers.TopPSampler(
-        p=decode_config.top_p,
-        k=decode_config.top_k or None,
-        seed=decode_config.seed,
-        temperature=decode_config.temperature,
-    )
-
-
 def sequence_log_probs(model, encoder_inputs, tokens):
     """Summed log-probability of `tokens` ``[B, T]`` (no BOS) up to and including the
     first EOS, from one teacher-forced forward pass, PAD and BOS excluded as in the
@@ -126,7 +107,7 @@ def search(
     decode_config: DecodeConfig,
     max_length,
     use_cache: bool = True,
-    sampler=None,
+    sampling: SamplingParameters | None = None,
 ) -> SearchResult:
     """Translations of source ids ``[B, S]`` as `decode_config` asks.
 
@@ -137,7 +118,8 @@ def search(
     decoder (`uncached_next_logits`), for speed comparisons.
 
     `max_length` (most generated tokens) is a Python int, or a scalar tensor outside
-    XLA. `sampler` replaces `make_sampler(decode_config)` when sampling.
+    XLA. `sampling` replaces the sampling settings and seed of `decode_config` (default:
+    `SamplingParameters.from_config(decode_config)`, the first batch's seed).
     """
     if not use_cache:
         if decode_config.sample:
@@ -145,19 +127,66 @@ def search(
         return _beam_search_model(model, encoder_inputs, decode_config, max_length, use_cache)
     if decode_config.beam_size > 1:
         return _beam_search_model(model, encoder_inputs, decode_config, max_length)
-    count = decode_config.num_return_sequences if decode_config.sample else 1
+    if not decode_config.sample:
+        tokens = _sample(model, encoder_inputs, max_length)
+        scores = sequence_log_probs(model, encoder_inputs, tokens)[:, None]  # [B, 1]
+        return SearchResult(strip_after_eos(tokens)[:, None, :], scores)
+    count = decode_config.num_return_sequences
     repeated_inputs = ops.repeat(encoder_inputs, count, axis=0)  # [B * N, S]
-    sampler = sampler or make_sampler(decode_config)
-    if decode_config.sample:
-        # Restart the random stream: the same seed gives the same samples on every call.
-        sampler.seed_generator.state.assign(
-            ops.convert_to_tensor([decode_config.seed, 0], sampler.seed_generator.state.dtype)
-        )
-    tokens = _sample(model, repeated_inputs, max_length, sampler)
+    sampling = sampling or SamplingParameters.from_config(decode_config)
+    tokens = sample_tokens(model, repeated_inputs, max_length, sampling)  # [B * N, L]
     scores = ops.reshape(sequence_log_probs(model, repeated_inputs, tokens), (-1, count))  # [B, N]
     scores, order = ops.top_k(scores, k=count)  # best first
     sequences = ops.reshape(strip_after_eos(tokens), (-1, count, max_length))
     return SearchResult(ops.take_along_axis(sequences, order[:, :, None], axis=1), scores)
+
+
+def sample_tokens(model, encoder_inputs, max_length, sampling: SamplingParameters):
+    """Sampled ids ``[B, max_length]`` (no BOS; EOS kept, PAD after it) for source ids
+    ``[B, S]``, drawn with `sampling`'s settings and seed."""
+    encoder_outputs = model.encode(encoder_inputs, training=False)
+    cache = model.initial_cache(encoder_outputs, padding_mask(encoder_inputs), max_length)
+    return sample_loop(
+        model_next_logits(model), cache, ops.shape(encoder_inputs)[0], max_length, sampling
+    )
+
+
+def sample_loop(next_logits, cache, batch_size, max_length, sampling: SamplingParameters):
+    """Draws one token per step for each row until every row has drawn EOS or
+    `max_length` tokens are drawn. ``-> [B, max_length]`` int32 (EOS kept, PAD after).
+
+    keras_hub's samplers would draw from a seed variable (see `sampling`); this loop
+    draws step `index`'s tokens from the batch seed folded with `index`, so a row's
+    tokens depend only on its logits, its row number and the seed.
+
+    Args:
+        next_logits: as `beam_search` takes it: ``(token_ids [B], cache, index) ->
+            (logits [B, V], cache)``.
+        cache: any nest of ``[B, ...]`` tensors.
+        batch_size: B, a Python int or scalar tensor.
+        max_length: most tokens drawn, EOS included.
+        sampling: the settings and the batch's seed.
+    """
+    tokens = ops.pad(
+        ops.full((batch_size, 1), BOS, "int32"), ((0, 0), (0, max_length))
+    )  # [B, L + 1]
+    finished = ops.zeros((batch_size,), "bool")
+
+    def unfinished(index, tokens, finished, cache):
+        return ops.logical_not(ops.all(finished))
+
+    def step(index, tokens, finished, cache):
+        logits, cache = next_logits(ops.take(tokens, index, axis=1), cache, index)  # [B, V]
+        next_tokens = ops.cast(sample_next_tokens(logits, sampling, index), "int32")  # [B]
+        next_tokens = ops.where(finished, PAD, next_tokens)
+        position_is_next = ops.arange(max_length + 1) == index + 1  # [L + 1]
+        tokens = ops.where(position_is_next[None, :], next_tokens[:, None], tokens)
+        finished = ops.logical_or(finished, ops.equal(next_tokens, EOS))
+        return index + 1, tokens, finished, cache
+
+    state = (ops.convert_to_tensor(0, "int32"), tokens, finished, cache)
+    _, tokens, _, _ = ops.while_loop(unfinished, step, state, maximum_iterations=max_length)
+    return tokens[:, 1:]
 
 
 def model_next_logits(model):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 import keras
@@ -16,6 +15,7 @@ from tf_transformer import config as config_lib
 from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import EOS, PAD
 from tf_transformer.data.tokenizer import load_tokenizers
+from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
 from tf_transformer.models import Seq2SeqTransformer
 
@@ -134,19 +134,20 @@ class Translator:
         self._search = tf.function(self._search_ids, jit_compile=jit_compile)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, decode_config: DecodeConfig | None = None, **options):
-        """The translator of a training run directory (its model.keras and vocabulary);
-        `decode_config` defaults to the run's `decode` section; `options` go to __init__."""
-        run_dir = Path(run_dir)
-        if not (run_dir / "model.keras").is_file():
+    def from_run(cls, run_dir: str, decode_config: DecodeConfig | None = None, **options):
+        """The translator of a training run directory (its model.keras and vocabulary; a
+        local path or any tf.io.gfile URL, from any working directory); `decode_config`
+        defaults to the run's `decode` section; `options` go to __init__."""
+        run_dir = str(run_dir)
+        model_path = config_lib.join_path(run_dir, "model.keras")
+        if not tf.io.gfile.exists(model_path):
             raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
-        experiment = config_lib.load([run_dir / "config.yaml"])
+        experiment = config_lib.load_run(run_dir)
         source_tokenizer, target_tokenizer = load_tokenizers(experiment.data)
         # compile=False: inference needs neither the optimizer nor the training loss.
+        # Keras reads URLs (gs://, ram://) itself, through a local temporary copy.
         model = keras.models.load_model(
-            run_dir / "model.keras",
-            custom_objects={"Seq2SeqTransformer": Seq2SeqTransformer},
-            compile=False,
+            model_path, custom_objects={"Seq2SeqTransformer": Seq2SeqTransformer}, compile=False
         )
         translator = cls(
             model, source_tokenizer, target_tokenizer, decode_config or experiment.decode, **options
@@ -154,8 +155,13 @@ class Translator:
         translator.data_config = experiment.data
         return translator
 
-    def _search_ids(self, source_ids, max_length):
-        return search(self.model, source_ids, self.decode_config, max_length, self.use_cache)
+    def _search_ids(self, source_ids, max_length, seed):
+        sampling = None
+        if self.decode_config.sample:
+            sampling = SamplingParameters.from_config(self.decode_config)._replace(seed=seed)
+        return search(
+            self.model, source_ids, self.decode_config, max_length, self.use_cache, sampling
+        )
 
     def output_length(self, source_length: int) -> int:
         """Most tokens generated for a padded source of `source_length` tokens."""
@@ -168,7 +174,9 @@ class Translator:
             self.source_tokenizer, _string_tensor(sentences), self.model_max_length
         )
 
-    def _translate_batch(self, sentences: list[str | bytes]) -> list[list[Hypothesis]]:
+    def _translate_batch(
+        self, sentences: list[str | bytes], batch_number: int
+    ) -> list[list[Hypothesis]]:
         source_ids, lengths = self.source_ids(sentences)
         for sentence, length in zip(sentences, lengths.numpy(), strict=True):
             if length > self.model_max_length:
@@ -182,7 +190,8 @@ class Translator:
         source_ids = tf.pad(
             source_ids, [[0, self.decode_config.batch_size - len(sentences)], [0, 0]]
         )
-        result = self._search(source_ids, self.output_length(source_ids.shape[1]))
+        seed = batch_seed(self.decode_config.seed, batch_number)
+        result = self._search(source_ids, self.output_length(source_ids.shape[1]), seed)
         texts = detokenize(self.target_tokenizer, result.sequences[: len(sentences)]).numpy()
         scores = np.asarray(result.scores)[: len(sentences)]  # [B, N]
         return [
@@ -196,20 +205,27 @@ class Translator:
     def translate_nbest_iter(self, sentences: Iterable[str | bytes]) -> Iterator[list[Hypothesis]]:
         """Yields, per input sentence and in order, its hypotheses best first
         (`num_return_sequences` of them); an empty line gets empty hypotheses. Invalid
-        UTF-8 (bytes, or str with surrogate escapes) is read with U+FFFD for bad bytes."""
+        UTF-8 (bytes, or str with surrogate escapes) is read with U+FFFD for bad bytes.
+
+        Sampling draws the k-th batch of `batch_size` sentences of a call from
+        `batch_seed(seed, k)`, as the SavedModel's `sample` does with one request."""
         batch: list[str | bytes] = []
+        batch_number = 0
         for sentence in sentences:
             batch.append(sentence)
             if len(batch) == self.decode_config.batch_size:
-                yield from self._translate_with_empties(batch)
+                yield from self._translate_with_empties(batch, batch_number)
                 batch = []
+                batch_number += 1
         if batch:
-            yield from self._translate_with_empties(batch)
+            yield from self._translate_with_empties(batch, batch_number)
 
-    def _translate_with_empties(self, batch: list[str]) -> list[list[Hypothesis]]:
+    def _translate_with_empties(
+        self, batch: list[str], batch_number: int
+    ) -> list[list[Hypothesis]]:
         is_blank = blank_sentences(_string_tensor(batch)).numpy()
         non_empty = [sentence for sentence, blank in zip(batch, is_blank, strict=True) if not blank]
-        translations = iter(self._translate_batch(non_empty) if non_empty else [])
+        translations = iter(self._translate_batch(non_empty, batch_number) if non_empty else [])
         empty = [Hypothesis("", 0.0)] * self.decode_config.num_return_sequences
         return [empty if blank else next(translations) for blank in is_blank]
 
@@ -220,30 +236,32 @@ class Translator:
 
 def translate_file(translator: Translator, input_path: str | None, output_path: str | None):
     """Translates `input_path` (None: stdin) line by line into `output_path` (None:
-    stdout), with a progress bar when reading a file. With num_return_sequences > 1,
-    writes that many ``score<TAB>text`` lines per input line.
+    stdout), with a progress bar when reading a file; both may be local paths or any
+    tf.io.gfile URL. With num_return_sequences > 1, writes that many ``score<TAB>text``
+    lines per input line.
 
-    Lines that are not valid UTF-8 are translated with U+FFFD for their bad bytes, and a
-    warning names the file, how many lines and the first one.
+    Lines end at "\n" only (a "\r" before it is dropped): a lone "\r" stays inside its
+    line, so the output has one line per "\n" of the input. Lines that are not valid
+    UTF-8 are translated with U+FFFD for their bad bytes, and a warning names the file,
+    how many lines and the first one.
     """
     if input_path is not None:
-        with open(input_path, encoding="utf-8", errors="surrogateescape") as counted:
-            total = sum(1 for _ in counted)
-        source = open(input_path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+        with tf.io.gfile.GFile(input_path, "rb") as counted:
+            total = sum(1 for _ in _byte_lines(counted))
+        source = tf.io.gfile.GFile(input_path, "rb")
     else:
-        source = sys.stdin
-        if hasattr(source, "reconfigure"):
-            source.reconfigure(errors="surrogateescape")
-    target = open(output_path, "w", encoding="utf-8") if output_path else sys.stdout  # noqa: SIM115
+        total = None
+        source = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: no universal newlines
+    target = tf.io.gfile.GFile(output_path, "w") if output_path else sys.stdout
     progress = keras.utils.Progbar(total, unit_name="sentence") if input_path else None
     bad_lines: list[int] = []
     try:
-        lines = _checked_lines(source, bad_lines)
+        lines = _checked_lines(_byte_lines(source) if input_path else source, bad_lines)
         for done, hypotheses in enumerate(translator.translate_nbest_iter(lines), start=1):
             if translator.decode_config.num_return_sequences == 1:
                 target.write(hypotheses[0].text + "\n")
             else:
-                target.writelines(f"{h.score:.4f}\t{h.text}\n" for h in hypotheses)
+                target.write("".join(f"{h.score:.4f}\t{h.text}\n" for h in hypotheses))
             if progress is not None and done % translator.decode_config.batch_size == 0:
                 progress.update(done)
         if progress is not None:
@@ -261,15 +279,42 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
             source.close()
         if output_path:
             target.close()
+        else:
+            target.flush()
+
+
+def read_lines(path: str) -> list[str]:
+    """The lines of the text file at `path` (local or any tf.io.gfile URL), split as
+    `translate_file` splits them: at "\n" only."""
+    with tf.io.gfile.GFile(path, "rb") as file:
+        return list(_checked_lines(_byte_lines(file), []))
+
+
+def _byte_lines(file, block_size: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary `file`, each with its "\n" (the last one may lack it).
+
+    Not GFile's own line iteration: that drops every "\r" byte, inside lines too."""
+    pending = b""
+    while block := file.read(block_size):
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()
+        yield from (line + b"\n" for line in lines)
+    if pending:
+        yield pending
 
 
 def _checked_lines(source, bad_lines: list[int]) -> Iterator[str]:
-    """The lines of `source` without newlines; appends the numbers of those holding
-    undecodable bytes (surrogate escapes) to `bad_lines`."""
+    """The lines of `source` (bytes, or str from a stream without a binary buffer) up to
+    each "\n", without it or a "\r" just before it; appends the numbers of those
+    holding bytes that are not UTF-8 to `bad_lines` (they come as surrogate escapes)."""
     for number, line in enumerate(source, start=1):
-        line = line.rstrip("\n")
+        if isinstance(line, str):
+            line = line.encode("utf-8", "surrogateescape")
+        if line.endswith(b"\n"):
+            line = line[:-2] if line.endswith(b"\r\n") else line[:-1]
         try:
-            line.encode("utf-8")
-        except UnicodeEncodeError:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
             bad_lines.append(number)
-        yield line
+            text = line.decode("utf-8", "surrogateescape")
+        yield text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,11 +11,12 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the graph uses)
 
 from tf_transformer.data.synthetic import generate_pairs
+from tf_transformer.decoding.translator import read_lines
 
 
 def benchmark_serve(
-    model_dir: str | Path,
-    source_path: str | Path | None = None,
+    model_dir: str,
+    source_path: str | None = None,
     single_calls: int = 50,
     batch_size: int = 32,
     batches: int = 5,
@@ -24,10 +24,10 @@ def benchmark_serve(
     """Loads the SavedModel at `model_dir` (a version directory) and times its
     `serving_default` signature: `single_calls` one-sentence calls (latency p50 / p95)
     and `batches` calls of `batch_size` sentences (sentences/s), each after one untimed
-    warm-up call. Sentences come from `source_path`, one per line, or from the built-in
-    synthetic corpus. Prints one JSON object on the last line and returns it."""
+    warm-up call. Sentences come from `source_path` (local or a URL), one per line, or
+    from the built-in synthetic corpus. Prints one JSON object on the last line and returns it."""
     if source_path is not None:
-        sentences = Path(source_path).read_text(encoding="utf-8").splitlines()
+        sentences = read_lines(str(source_path))
     else:
         sentences = [source for source, _ in generate_pairs(single_calls + batch_size * batches)]
     sentences = [sentence for sentence in sentences if sentence.strip()]

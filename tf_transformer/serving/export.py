@@ -11,21 +11,33 @@ Signatures (inputs: `inputs`, tf.string ``[batch]``):
     translate_nbest: `outputs` ``[batch, beam_size]``, `scores` ``[batch, beam_size]``.
     sample: also `temperature` (float32), `top_k` (int32, 0: no limit) and `top_p`
         (float32, 1.0: no limit) scalars; `outputs` / `scores` ``[batch, num_samples]``.
-        Every call restarts from the export's seed, so equal calls give equal samples.
+        Draws from the export's seed (`--seed`).
+    sample_with_seed: `sample` with a `seed` input (int64 scalar) per request. A
+        signature's inputs cannot be optional, hence two signatures.
+Sampling is stateless (`decoding.sampling`): equal requests with equal seeds get equal
+samples, concurrently too, and bad parameters fail with InvalidArgumentError naming them.
+
+A request runs `decode.batch_size` inputs at a time (a loop inside the graph), so its
+memory stays that of one batch whatever its size; the k-th batch samples from
+`batch_seed(seed, k)`, as the Python `Translator` does.
+
+The model is exported in float32 whatever its training precision (`float32_copy`).
+Each export is written to a temporary directory beside the versions and moved to the
+next version number only when complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
+import uuid
 
 import keras
-import keras_hub
 import tensorflow as tf
 
-from tf_transformer.config import DecodeConfig
+from tf_transformer.config import DecodeConfig, join_path
 from tf_transformer.data.tokenizer import vocabulary_paths
+from tf_transformer.decoding.sampling import batch_seed, sampling_parameters
 from tf_transformer.decoding.search import search
 from tf_transformer.decoding.translator import (
     Translator,
@@ -34,8 +46,11 @@ from tf_transformer.decoding.translator import (
     output_length,
     source_token_ids,
 )
+from tf_transformer.models.precision import float32_copy
 
-SIGNATURES = ("serving_default", "translate_nbest", "sample")
+SIGNATURES = ("serving_default", "translate_nbest", "sample", "sample_with_seed")
+# Written first, moved last: a watcher (TF Serving) that sees it sees a whole version.
+SAVED_MODEL_FILE = "saved_model.pb"
 
 
 class _TranslationGraph:
@@ -61,13 +76,41 @@ class _TranslationGraph:
         self.sample_config = dataclasses.replace(
             decode_config, sample=True, beam_size=1, num_return_sequences=num_samples
         )
-        # keras_hub samplers take temperature, p and k as Python numbers when built; the
-        # sample signature takes them per call, so `sample` sets them on this sampler
-        # (as tensors) while it is traced. Its seed state is a variable of the export.
-        self.sampler = keras_hub.samplers.TopPSampler(p=1.0, seed=decode_config.seed)
 
-    def translate(self, inputs, decode_config: DecodeConfig, sampler=None):
-        """``[B]`` strings -> (``[B, N]`` strings, ``[B, N]`` float32 scores)."""
+    def translate(self, inputs, decode_config: DecodeConfig, sampling=None, seed=None):
+        """``[B]`` strings -> (``[B, N]`` strings, ``[B, N]`` float32 scores), translated
+        `decode_config.batch_size` inputs at a time; the k-th batch samples with
+        `sampling` from `batch_seed(seed, k)`."""
+        batch_size = decode_config.batch_size
+        count = decode_config.num_return_sequences
+        num_batches = (tf.shape(inputs)[0] + batch_size - 1) // batch_size
+
+        def translate_batch(batch_number, texts, scores):
+            batch = inputs[batch_number * batch_size : (batch_number + 1) * batch_size]
+            batch_sampling = None
+            if sampling is not None:
+                batch_sampling = sampling._replace(seed=batch_seed(seed, batch_number))
+            batch_texts, batch_scores = self._translate_batch(batch, decode_config, batch_sampling)
+            return (
+                batch_number + 1,
+                texts.write(batch_number, batch_texts),
+                scores.write(batch_number, batch_scores),
+            )
+
+        def outputs(dtype):
+            return tf.TensorArray(
+                dtype, size=num_batches, element_shape=[None, count], infer_shape=False
+            )
+
+        _, texts, scores = tf.while_loop(
+            lambda batch_number, *_: batch_number < num_batches,
+            translate_batch,
+            (tf.constant(0), outputs(tf.string), outputs(tf.float32)),
+            parallel_iterations=1,  # one batch in memory at a time
+        )
+        return texts.concat(), scores.concat()
+
+    def _translate_batch(self, inputs, decode_config: DecodeConfig, sampling):
         count = decode_config.num_return_sequences
         non_blank = tf.where(tf.logical_not(blank_sentences(inputs)))[:, 0]  # [M]
         source_ids, _ = source_token_ids(
@@ -76,7 +119,7 @@ class _TranslationGraph:
         max_length = output_length(
             decode_config, tf.shape(source_ids)[1], self.model.config.max_length
         )
-        result = search(self.model, source_ids, decode_config, max_length, sampler=sampler)
+        result = search(self.model, source_ids, decode_config, max_length, sampling=sampling)
         texts = detokenize(self.target_tokenizer, result.sequences)  # [M, N]
         # Row M of the padded results is the blank answer; blank inputs point at it.
         texts = tf.concat([texts, tf.fill([1, count], "")], axis=0)
@@ -97,11 +140,13 @@ class _TranslationGraph:
         return {"outputs": texts, "scores": scores}
 
     def sample(self, inputs, temperature, top_k, top_p):
-        vocab_size = self.model.config.target_vocab_size
-        self.sampler.temperature = temperature
-        self.sampler.p = top_p
-        self.sampler.k = tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)
-        texts, scores = self.translate(inputs, self.sample_config, sampler=self.sampler)
+        seed = tf.constant(self.sample_config.seed, tf.int64)
+        return self.sample_with_seed(inputs, temperature, top_k, top_p, seed)
+
+    def sample_with_seed(self, inputs, temperature, top_k, top_p, seed):
+        # Checked here: bad values fail the call with a message naming them.
+        sampling = sampling_parameters(temperature, top_k, top_p, seed=None)
+        texts, scores = self.translate(inputs, self.sample_config, sampling, seed)
         return {"outputs": texts, "scores": scores}
 
 
@@ -110,60 +155,118 @@ def export_translator(
     source_tokenizer,
     target_tokenizer,
     decode_config: DecodeConfig,
-    vocabulary_files: list[str | Path],
-    output_dir: str | Path,
+    vocabulary_files: list[str],
+    output_dir: str,
     num_samples: int = 1,
 ) -> str:
     """Writes the SavedModel to the next version directory OUTPUT_DIR/N (1, 2, ...: the
-    layout TF Serving watches; local or gs://) and returns that directory.
+    layout TF Serving watches; a local path or any tf.io.gfile URL) and returns that
+    directory.
+
+    The model is exported in float32 whatever its training precision. The version is
+    written to a temporary directory beside the versions (".tmp-export-...", which TF
+    Serving ignores) and moved to the next free number only when complete; on an error
+    only that temporary directory is removed.
 
     The graph needs no file: tensorflow-text's SentencePiece op holds the model proto
     as an attribute. The SentencePiece files also go into assets/, for clients that
     tokenize on their side. (ExportArchive keeps only TrackableResources of what it
     tracks, so a `tf.saved_model.Asset` would not be written.)"""
-    output_dir = str(output_dir).rstrip("/")  # a local or a gs:// path
-    names = tf.io.gfile.listdir(output_dir) if tf.io.gfile.isdir(output_dir) else []
-    versions = [int(name.rstrip("/")) for name in names if name.rstrip("/").isdigit()]
-    version_dir = f"{output_dir}/{max(versions, default=0) + 1}"
+    output_dir = str(output_dir).rstrip("/")
+    model = float32_copy(model)
     graph = _TranslationGraph(model, source_tokenizer, target_tokenizer, decode_config, num_samples)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for tokenizer in {id(t): t for t in (source_tokenizer, target_tokenizer)}.values():
         archive.track(tokenizer)
     strings = tf.TensorSpec([None], tf.string, name="inputs")
+    sampling_inputs = [
+        strings,
+        tf.TensorSpec([], tf.float32, name="temperature"),
+        tf.TensorSpec([], tf.int32, name="top_k"),
+        tf.TensorSpec([], tf.float32, name="top_p"),
+    ]
     archive.add_endpoint("serving_default", graph.serving_default, input_signature=[strings])
     archive.add_endpoint("translate_nbest", graph.translate_nbest, input_signature=[strings])
+    archive.add_endpoint("sample", graph.sample, input_signature=sampling_inputs)
     archive.add_endpoint(
-        "sample",
-        graph.sample,
-        input_signature=[
-            strings,
-            tf.TensorSpec([], tf.float32, name="temperature"),
-            tf.TensorSpec([], tf.int32, name="top_k"),
-            tf.TensorSpec([], tf.float32, name="top_p"),
-        ],
+        "sample_with_seed",
+        graph.sample_with_seed,
+        input_signature=[*sampling_inputs, tf.TensorSpec([], tf.int64, name="seed")],
     )
-    archive.add_variable_collection("sampler_state", [graph.sampler.seed_generator.state])
+    temporary_dir = join_path(output_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
-        archive.write_out(version_dir, verbose=False)
-        for path in dict.fromkeys(map(Path, vocabulary_files)):
-            tf.io.gfile.copy(str(path), f"{version_dir}/assets/{path.name}")
-    except BaseException:
-        if tf.io.gfile.exists(version_dir):  # no half-written version for TF Serving
-            tf.io.gfile.rmtree(version_dir)
-        raise
-    return version_dir
+        archive.write_out(temporary_dir, verbose=False)
+        for path in dict.fromkeys(map(str, vocabulary_files)):
+            tf.io.gfile.makedirs(join_path(temporary_dir, "assets"))
+            tf.io.gfile.copy(path, join_path(temporary_dir, f"assets/{_basename(path)}"))
+        return _publish(temporary_dir, output_dir)
+    finally:
+        if tf.io.gfile.exists(temporary_dir):  # only our own directory, never a version
+            tf.io.gfile.rmtree(temporary_dir)
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _next_version(output_dir: str) -> int:
+    names = (
+        [_basename(name) for name in tf.io.gfile.listdir(output_dir)]
+        if tf.io.gfile.isdir(output_dir)
+        else []
+    )
+    return max((int(name) for name in names if name.isdigit()), default=0) + 1
+
+
+def _publish(temporary_dir: str, output_dir: str) -> str:
+    """Moves the complete export in `temporary_dir` to OUTPUT_DIR/N for the next free N
+    (the next one again if another export takes N meanwhile); returns that directory.
+
+    On a local disk the move is one directory rename, atomic. Object stores (gs://) and
+    ram:// have no directory rename: the files move one by one, saved_model.pb last,
+    so a watcher that finds saved_model.pb finds the whole version.
+    """
+    while True:
+        version_dir = join_path(output_dir, str(_next_version(output_dir)))
+        try:
+            if "://" in output_dir:
+                _move_files(temporary_dir, version_dir)
+            else:
+                tf.io.gfile.rename(temporary_dir, version_dir, overwrite=False)
+            return version_dir
+        except tf.errors.AlreadyExistsError:
+            continue  # another export took this number first
+
+
+def _move_files(source_dir: str, target_dir: str) -> None:
+    """Moves the files of `source_dir` into a new `target_dir`, saved_model.pb last.
+
+    Raises:
+        tf.errors.AlreadyExistsError: `target_dir` exists.
+    """
+    if tf.io.gfile.exists(target_dir):
+        raise tf.errors.AlreadyExistsError(None, None, f"{target_dir} exists")
+    moves = []
+    for directory, _, files in tf.io.gfile.walk(source_dir):
+        relative = directory[len(source_dir) :].strip("/")
+        target = join_path(target_dir, relative) if relative else target_dir
+        tf.io.gfile.makedirs(target)  # also empty ones; listings need them on ram://
+        moves += [(join_path(directory, name), join_path(target, name)) for name in files]
+    moves.sort(key=lambda move: _basename(move[0]) == SAVED_MODEL_FILE)
+    for source, target in moves:
+        tf.io.gfile.rename(source, target, overwrite=False)
 
 
 def export_run(
-    run_dir: str | Path,
-    output_dir: str | Path,
+    run_dir: str,
+    output_dir: str,
     decode_config: DecodeConfig | None = None,
     num_samples: int = 1,
 ) -> str:
-    """Exports a training run (its model.keras and vocabulary) with `decode_config`
-    (default: the run's `decode` section) and `num_samples` samples per sentence in the
-    sample signature; returns the version directory."""
+    """Exports a training run (its model.keras and vocabulary; local paths or URLs) with
+    `decode_config` (default: the run's `decode` section) and `num_samples` samples per
+    sentence in the sample signatures; returns the version directory."""
     started = time.perf_counter()
     translator = Translator.from_run(run_dir, decode_config, jit_compile=False)
     version_dir = export_translator(
