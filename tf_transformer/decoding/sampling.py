@@ -6,7 +6,8 @@ built and draw from a seed *variable* that every draw advances. The SavedModel's
 signature takes those settings per request, and concurrent requests must not share a
 random state. Here a draw is a pure function of the logits, the parameters, the batch's
 seed and the step, so equal requests give equal samples under any concurrency, and the
-Python `Translator` and the SavedModel draw the same tokens.
+Python `Translator` and the SavedModel draw the same tokens. TensorFlow ops rather than
+`keras.random`, whose seeds are Python ints or SeedGenerator variables, never a tensor.
 
 Dimension letters: B rows, V vocabulary.
 """
