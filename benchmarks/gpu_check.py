@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
         steps=args.throughput_steps,
         train_config=run_config.train,
     )
-    test_sources = [source.decode() for source, _ in sources.load_pairs(run_config.data, "test")]
+    test_pairs = sources.load_pairs(run_config.data, "test").as_numpy_iterator()
+    test_sources = [source.decode() for source, _ in test_pairs]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as source_file:
         source_file.write("\n".join(test_sources) + "\n")
     try:

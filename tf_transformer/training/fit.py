@@ -312,8 +312,17 @@ def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, s
         ).repeat()
 
     def validation_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # Every worker reads the whole validation set, the same batches in the same
+        # order: shards of uneven length would leave one worker waiting in a collective
+        # the others never join. The loss and metrics are token means, which counting
+        # each batch once per worker leaves unchanged.
+        whole = tf.distribute.InputContext(
+            num_input_pipelines=1,
+            input_pipeline_id=0,
+            num_replicas_in_sync=context.num_replicas_in_sync,
+        )
         batches = pipeline.make_dataset(
-            validation_pairs.dataset, data, context, training=False, name="validation"
+            validation_pairs.dataset, data, whole, training=False, name="validation"
         )
         # Bucketing hides the number of batches; Keras then warns that the input "ran
         # out of data" after every validation. Counting them once (a cheap pass) tells it.
