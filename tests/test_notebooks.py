@@ -41,9 +41,9 @@ def test_notebook_outputs_are_stripped(notebook):
     assert all(not cell["outputs"] and cell["execution_count"] is None for cell in code_cells)
 
 
-def test_tpu_notebook_picks_its_strategy_with_the_clis_function():
-    from tf_transformer.training import fit, strategy
-
+def test_tpu_notebook_runs_the_clis_train_with_a_gs_run_dir():
+    """Notebook 02 runs `train()` (what `tf-transformer train` runs: strategy, backups,
+    export) rather than hand-built callbacks, with the bucket as run directory."""
     tree = _code(NOTEBOOKS[1])
     imports = [
         (node.module, alias.name)
@@ -51,11 +51,13 @@ def test_tpu_notebook_picks_its_strategy_with_the_clis_function():
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     ]
-    assert ("tf_transformer.training.strategy", "select_strategy") in imports
-    calls = [
-        node
+    assert ("tf_transformer.training.fit", "train") in imports
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    assert [call for call in calls if getattr(call.func, "id", None) == "train"]
+    assert not [call for call in calls if getattr(call.func, "attr", None) == "BackupAndRestore"]
+    strings = [
+        node.value
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "select_strategy"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
     ]
-    assert calls
-    assert fit.select_strategy is strategy.select_strategy  # what `tf-transformer train` calls
+    assert any(value.startswith("gs://") for value in strings)

@@ -26,7 +26,9 @@ def test_optimizer_follows_the_config():
     )
     assert optimizer.gradient_accumulation_steps == 4
     assert isinstance(optimizer._learning_rate, InverseSquareRootSchedule)
-    assert float(optimizer._learning_rate(9)) == pytest.approx(5e-4)
+    # The schedule counts updates of 4 batches: the peak at update 9 is batch 4 * 9 + 3.
+    assert float(optimizer._learning_rate(39)) == pytest.approx(5e-4)
+    assert float(optimizer._learning_rate(9)) == pytest.approx(5e-4 * 3 / 10)
 
 
 def test_auto_precision_is_float32_on_cpu():
