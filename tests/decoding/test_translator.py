@@ -84,6 +84,17 @@ def test_translate_file_splits_lines_on_newline_only(translator, tmp_path, sourc
     assert output_path.read_text(encoding="utf-8") == "".join(f"{line}\n" for line in expected)
 
 
+def test_a_file_translated_to_standard_output_gives_only_the_translations(
+    translator, tmp_path, capsys
+):
+    """The progress bar (Keras writes it to stdout) must not mix with the lines."""
+    expected = translator.translate(["a\rb", "c"])
+    input_path = tmp_path / "source.txt"
+    input_path.write_bytes(b"a\rb\nc\n")
+    translate_file(translator, str(input_path), None)
+    assert capsys.readouterr().out == "".join(f"{line}\n" for line in expected)
+
+
 def test_standard_input_splits_lines_on_newline_only(translator, monkeypatch, capsys):
     expected = translator.translate(["a\rb", "c"])
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"a\rb\r\nc\n")))

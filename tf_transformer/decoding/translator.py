@@ -236,7 +236,7 @@ class Translator:
 
 def translate_file(translator: Translator, input_path: str | None, output_path: str | None):
     """Translates `input_path` (None: stdin) line by line into `output_path` (None:
-    stdout), with a progress bar when reading a file; both may be local paths or any
+    stdout), with a progress bar when reading a file into a file; both may be local paths or any
     tf.io.gfile URL. With num_return_sequences > 1, writes that many ``score<TAB>text``
     lines per input line.
 
@@ -253,7 +253,10 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
         total = None
         source = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: no universal newlines
     target = tf.io.gfile.GFile(output_path, "w") if output_path else sys.stdout
-    progress = keras.utils.Progbar(total, unit_name="sentence") if input_path else None
+    # Keras's progress bar writes to stdout: only when the translations do not go there.
+    progress = (
+        keras.utils.Progbar(total, unit_name="sentence") if input_path and output_path else None
+    )
     bad_lines: list[int] = []
     try:
         lines = _checked_lines(_byte_lines(source) if input_path else source, bad_lines)
