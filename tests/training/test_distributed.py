@@ -102,7 +102,10 @@ def test_model_fit_trains_under_mirrored_strategy(two_cpu_strategy):
     with two_cpu_strategy.scope():
         model = tiny_model()
         model.build()
-        compile_for_training(model, TrainConfig(warmup_steps=1, peak_learning_rate=3e-3))
+        # XLA under this strategy: the slow test above; this one is about learning.
+        compile_for_training(
+            model, TrainConfig(jit_compile=False, warmup_steps=1, peak_learning_rate=3e-3)
+        )
     dataset = two_cpu_strategy.distribute_datasets_from_function(
         lambda context: (
             tf.data.Dataset.from_tensors((FEATURES, TARGETS.astype("int32")))

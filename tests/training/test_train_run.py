@@ -72,6 +72,7 @@ def test_train_writes_a_complete_run_directory_that_can_move(tmp_path, monkeypat
     ]
 
 
+@pytest.mark.slow
 def test_a_whole_run_lives_in_an_in_memory_filesystem(tmp_path, monkeypatch):
     """Paths are URLs: train, translate, evaluate and reload the export in ram://, and
     nothing lands on local disk under a "ram:" folder. Trained under mixed_bfloat16,

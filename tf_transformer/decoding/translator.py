@@ -14,6 +14,7 @@ import tensorflow as tf
 from tf_transformer import config as config_lib
 from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import EOS, PAD
+from tf_transformer.data.sources import binary_lines
 from tf_transformer.data.tokenizer import load_tokenizers
 from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
@@ -247,7 +248,7 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
     """
     if input_path is not None:
         with tf.io.gfile.GFile(input_path, "rb") as counted:
-            total = sum(1 for _ in _byte_lines(counted))
+            total = sum(1 for _ in binary_lines(counted))
         source = tf.io.gfile.GFile(input_path, "rb")
     else:
         total = None
@@ -259,7 +260,7 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
     )
     bad_lines: list[int] = []
     try:
-        lines = _checked_lines(_byte_lines(source) if input_path else source, bad_lines)
+        lines = _checked_lines(binary_lines(source) if input_path else source, bad_lines)
         for done, hypotheses in enumerate(translator.translate_nbest_iter(lines), start=1):
             if translator.decode_config.num_return_sequences == 1:
                 target.write(hypotheses[0].text + "\n")
@@ -290,20 +291,7 @@ def read_lines(path: str) -> list[str]:
     """The lines of the text file at `path` (local or any tf.io.gfile URL), split as
     `translate_file` splits them: at "\n" only."""
     with tf.io.gfile.GFile(path, "rb") as file:
-        return list(_checked_lines(_byte_lines(file), []))
-
-
-def _byte_lines(file, block_size: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a binary `file`, each with its "\n" (the last one may lack it).
-
-    Not GFile's own line iteration: that drops every "\r" byte, inside lines too."""
-    pending = b""
-    while block := file.read(block_size):
-        lines = (pending + block).split(b"\n")
-        pending = lines.pop()
-        yield from (line + b"\n" for line in lines)
-    if pending:
-        yield pending
+        return list(_checked_lines(binary_lines(file), []))
 
 
 def _checked_lines(source, bad_lines: list[int]) -> Iterator[str]:
