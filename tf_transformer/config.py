@@ -509,12 +509,25 @@ def is_relative_path(path: str) -> bool:
     return "://" not in path and not path.startswith("/")
 
 
-def load_run(run_dir: str) -> ExperimentConfig:
-    """The config of a training run, with the paths it records relative to the run
-    (the vocabulary) resolved against `run_dir`, wherever the run now lives."""
-    experiment = load([join_path(run_dir, RUN_CONFIG)])
+def make_parent_directory(path: str) -> None:
+    """Creates the directory that will hold `path` (local or a URL), if it has one."""
+    import tensorflow as tf  # here, not at the top: config errors come before the slow import
+
+    directory = path.rstrip("/").rpartition("/")[0]
+    if directory and not directory.endswith(":/"):  # not a bare "gs://" or "ram://"
+        tf.io.gfile.makedirs(directory)
+
+
+def resolve_in_run(experiment: ExperimentConfig, run_dir: str) -> ExperimentConfig:
+    """`experiment` with the paths it records relative to a run (the vocabulary)
+    resolved against `run_dir`, wherever the run now lives."""
     prefix = experiment.data.vocabulary_prefix
     if not is_relative_path(prefix):
         return experiment
     data = dataclasses.replace(experiment.data, vocabulary_prefix=join_path(run_dir, prefix))
     return dataclasses.replace(experiment, data=data)
+
+
+def load_run(run_dir: str) -> ExperimentConfig:
+    """The config of a training run, its run-relative paths resolved (`resolve_in_run`)."""
+    return resolve_in_run(load([join_path(run_dir, RUN_CONFIG)]), run_dir)

@@ -23,14 +23,13 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
-import posixpath
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tf_transformer.config import DataConfig
+from tf_transformer.config import DataConfig, make_parent_directory
 from tf_transformer.constants import BOS, EOS, PAD
 
 logger = logging.getLogger(__name__)
@@ -343,9 +342,7 @@ def _cached(
             '(e.g. name="train") to name its files'
         )
     filename = cache_filename(config, name, input_context)
-    directory = posixpath.dirname(filename)
-    if directory and not directory.endswith(":/"):  # not a bare "ram://" or "gs://"
-        tf.io.gfile.makedirs(directory)
+    make_parent_directory(filename)
     return examples.cache(filename)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_transformer.config import DataConfig
+from tf_transformer.config import DataConfig, join_path
 from tf_transformer.data import synthetic
 
 SPLITS = ("train", "validation", "test")
@@ -166,7 +166,7 @@ def _check_split(split: str) -> None:
 
 def _existing(directory: str, name: str) -> str | None:
     """`directory/name`, or else `directory/name.gz`, if either is a file."""
-    path = f"{directory.rstrip('/')}/{name}"  # not os.path.join: "gs://b" stays a URL
+    path = join_path(directory, name)
     for candidate in (path, f"{path}.gz"):
         if tf.io.gfile.exists(candidate) and not tf.io.gfile.isdir(candidate):
             return candidate

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -20,7 +19,7 @@ import sentencepiece
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tf_transformer.config import DataConfig
+from tf_transformer.config import DataConfig, make_parent_directory
 from tf_transformer.constants import BOS, EOS, PAD, UNK
 from tf_transformer.data import sources
 
@@ -85,9 +84,7 @@ def train_tokenizer(
             character_coverage=character_coverage,
             max_sentences=max_sentences,
         )
-        directory = posixpath.dirname(model_prefix)
-        if directory and not directory.endswith(":/"):  # not a bare "gs://" or "ram://"
-            tf.io.gfile.makedirs(directory)
+        make_parent_directory(model_prefix)
         for suffix in (".model", ".vocab"):
             tf.io.gfile.copy(local_prefix + suffix, model_prefix + suffix, overwrite=True)
     summary = VocabularySummary(

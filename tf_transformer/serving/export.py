@@ -197,8 +197,8 @@ def export_translator(
     temporary_dir = join_path(output_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
         archive.write_out(temporary_dir, verbose=False)
+        tf.io.gfile.makedirs(join_path(temporary_dir, "assets"))
         for path in dict.fromkeys(map(str, vocabulary_files)):
-            tf.io.gfile.makedirs(join_path(temporary_dir, "assets"))
             tf.io.gfile.copy(path, join_path(temporary_dir, f"assets/{_basename(path)}"))
         return _publish(temporary_dir, output_dir)
     finally:

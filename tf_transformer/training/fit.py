@@ -33,7 +33,7 @@ import keras
 import tensorflow as tf
 
 from tf_transformer import config as config_lib
-from tf_transformer.config import ExperimentConfig, TrainConfig, join_path
+from tf_transformer.config import DataConfig, ExperimentConfig, TrainConfig, join_path
 from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.evaluation.metrics import corpus_scores
@@ -198,18 +198,6 @@ def fit_model(
     return history, stop_at_step
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True unless this is a non-chief worker of a multi-worker strategy (the chief is
-    the "chief" task or, without one, worker 0)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
-
-
 def _wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
     """A barrier (one collective sum): past it, what the chief wrote before it exists."""
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -226,25 +214,19 @@ def _text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[
     return sources_text, targets_text
 
 
-def _prepare_vocabulary(experiment: ExperimentConfig, run_dir: str) -> ExperimentConfig:
-    """Puts the vocabulary in the run directory (kept on a resume, else copied from the
-    one the config points at, else trained) and points the config at it, relative to
-    the run."""
-    data = experiment.data
-    in_run = dataclasses.replace(
-        data, vocabulary_prefix=join_path(run_dir, config_lib.RUN_VOCABULARY_PREFIX)
-    )
-    run_paths = list(dict.fromkeys(map(str, tokenizer.vocabulary_paths(in_run))))
-    given_paths = list(dict.fromkeys(map(str, tokenizer.vocabulary_paths(data))))
-    if not all(map(tf.io.gfile.exists, run_paths)):
-        if all(map(tf.io.gfile.exists, given_paths)):
-            for given, in_run_path in zip(given_paths, run_paths, strict=True):
-                tf.io.gfile.copy(given, in_run_path, overwrite=True)
-        else:
-            for summary in tokenizer.build_vocabulary(in_run):
-                print(f"Trained vocabulary: {summary}")
-    recorded = dataclasses.replace(data, vocabulary_prefix=config_lib.RUN_VOCABULARY_PREFIX)
-    return dataclasses.replace(experiment, data=recorded)
+def _prepare_vocabulary(given: DataConfig, in_run: DataConfig) -> None:
+    """Puts the vocabulary at `in_run`'s prefix (kept on a resume, else copied from the
+    one `given` points at, else trained)."""
+    run_paths = list(dict.fromkeys(tokenizer.vocabulary_paths(in_run)))
+    given_paths = list(dict.fromkeys(tokenizer.vocabulary_paths(given)))
+    if all(map(tf.io.gfile.exists, run_paths)):
+        return
+    if all(map(tf.io.gfile.exists, given_paths)):
+        for given_path, run_path in zip(given_paths, run_paths, strict=True):
+            tf.io.gfile.copy(given_path, run_path, overwrite=True)
+        return
+    for summary in tokenizer.build_vocabulary(in_run):
+        print(f"Trained vocabulary: {summary}")
 
 
 def train(
@@ -262,14 +244,23 @@ def train(
     keras.utils.set_random_seed(experiment.train.seed)
     strategy = select_strategy(experiment.train.strategy)
     keras.config.set_dtype_policy(resolve_precision(experiment.train.precision, strategy))
-    chief = is_chief(strategy)
+    # False only on a non-chief worker of a multi-worker strategy.
+    chief = strategy.extended.should_checkpoint
     scratch_dir = None if chief else tempfile.mkdtemp(prefix="tf_transformer_worker_")
+    # The run records its vocabulary relative to itself, wherever the config pointed.
+    recorded = dataclasses.replace(
+        experiment,
+        data=dataclasses.replace(
+            experiment.data, vocabulary_prefix=config_lib.RUN_VOCABULARY_PREFIX
+        ),
+    )
     try:
         if chief:
             tf.io.gfile.makedirs(run_dir)
-            experiment = _prepare_vocabulary(experiment, run_dir)
+            in_run = config_lib.resolve_in_run(recorded, run_dir).data
+            _prepare_vocabulary(experiment.data, in_run)
         _wait_for_every_worker(strategy)
-        return _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, started)
+        return _train_in_run_dir(recorded, run_dir, export_path, strategy, scratch_dir, started)
     finally:
         if scratch_dir is not None:
             shutil.rmtree(scratch_dir, ignore_errors=True)
@@ -278,9 +269,7 @@ def train(
 def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, started):
     chief = scratch_dir is None
     # The vocabulary as the run records it (relative to the run), resolved.
-    data = dataclasses.replace(
-        experiment.data, vocabulary_prefix=join_path(run_dir, config_lib.RUN_VOCABULARY_PREFIX)
-    )
+    data = config_lib.resolve_in_run(experiment, run_dir).data
     source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(data)
     experiment = dataclasses.replace(
         experiment,
@@ -396,7 +385,7 @@ def _train_in_run_dir(experiment, run_dir, export_path, strategy, scratch_dir, s
             source_tokenizer,
             target_tokenizer,
             experiment.decode,
-            list(map(str, tokenizer.vocabulary_paths(data))),
+            list(tokenizer.vocabulary_paths(data)),
             str(export_path),
         )
     with tf.io.gfile.GFile(join_path(run_dir, "metrics.json"), "w") as metrics_file:

@@ -16,8 +16,9 @@ class InverseSquareRootSchedule(keras.optimizers.schedules.LearningRateSchedule)
     Args:
         peak_learning_rate: the rate reached at the end of warmup.
         warmup_steps: number of optimizer updates of linear warmup.
-        batches_per_update: the optimizer's gradient accumulation steps. Keras's
-            optimizer counts every batch in `iterations`; the schedule counts updates.
+        batches_per_update: the optimizer's gradient accumulation steps. Keras calls
+            the schedule with its count of batches (`_iterations`); the schedule counts
+            updates.
     """
 
     def __init__(self, peak_learning_rate=1e-3, warmup_steps=4000, batches_per_update=1):
