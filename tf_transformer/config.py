@@ -80,24 +80,15 @@ def _require_rate(config: Any, *field_names: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of the encoder-decoder Transformer (Vaswani et al., 2017)."""
+class BlockConfig:
+    """What every model family shares: the sizes and options of its Transformer blocks."""
 
-    # Source vocabulary size, special ids included; `train` sets it from the tokenizer.
-    source_vocab_size: int = 8000
-    # Target vocabulary size (set by `train` from the tokenizer); must equal
-    # source_vocab_size when share_embeddings.
-    target_vocab_size: int = 8000
     # Width of every residual stream (embeddings, attention and block outputs).
     d_model: int = 128
     # Attention heads; each head has d_model // num_heads dimensions.
     num_heads: int = 4
     # Inner width of the position-wise feed-forward network.
     ffn_dim: int = 256
-    # Number of EncoderBlocks.
-    num_encoder_layers: int = 2
-    # Number of DecoderBlocks.
-    num_decoder_layers: int = 2
     # Dropout on embeddings and on every sublayer output before the residual add.
     dropout: float = 0.1
     # Dropout on the attention probabilities.
@@ -110,25 +101,13 @@ class ModelConfig:
     position_encoding: str = "sinusoidal"
     # Longest sequence, in tokens, the position table and the decoding cache can hold.
     max_length: int = 128
-    # One embedding matrix for source and target tokens (joint vocabulary).
-    share_embeddings: bool = True
-    # Output projection is the transposed target embedding matrix.
+    # Output projection is the transposed (target) embedding matrix.
     tie_output_embeddings: bool = True
     # Epsilon of every LayerNormalization.
     layer_norm_epsilon: float = 1e-6
 
     def __post_init__(self) -> None:
-        _require_positive(
-            self,
-            "source_vocab_size",
-            "target_vocab_size",
-            "d_model",
-            "num_heads",
-            "ffn_dim",
-            "num_encoder_layers",
-            "num_decoder_layers",
-            "max_length",
-        )
+        _require_positive(self, "d_model", "num_heads", "ffn_dim", "max_length")
         if self.d_model % self.num_heads:
             raise ValueError(
                 f"d_model must be divisible by num_heads, got d_model={self.d_model} "
@@ -137,12 +116,6 @@ class ModelConfig:
         _require_rate(self, "dropout", "attention_dropout")
         _require_choice(self, "activation", ("relu", "gelu"))
         _require_choice(self, "position_encoding", ("sinusoidal", "learned"))
-        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
-            raise ValueError(
-                "share_embeddings=True needs source_vocab_size == target_vocab_size, got "
-                f"source_vocab_size={self.source_vocab_size} and "
-                f"target_vocab_size={self.target_vocab_size}"
-            )
         if self.layer_norm_epsilon <= 0:
             raise ValueError(
                 f"layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}"
@@ -152,14 +125,73 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.num_heads
 
+    def block_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of `layers.TransformerBlock` these sizes give."""
+        return dict(
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            ffn_dim=self.ffn_dim,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            activation=self.activation,
+            normalize_first=self.normalize_first,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+        )
+
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> ModelConfig:
-        """A named architecture (see `MODEL_PRESETS`), with fields overridden by keyword."""
-        if name not in MODEL_PRESETS:
+    def preset(cls, name: str, **overrides: Any):
+        """A named architecture of this family (see `PRESETS`), fields overridden by keyword."""
+        presets = PRESETS[cls.__name__]
+        if name not in presets:
+            raise ValueError(f"Unknown model preset {name!r}; choose one of {sorted(presets)}")
+        return from_dict(cls, {**presets[name], **overrides}, where="model.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(BlockConfig):
+    """The encoder-decoder Transformer (Vaswani et al., 2017): task `translation`."""
+
+    # Source vocabulary size, special ids included; `train` sets it from the tokenizer.
+    source_vocab_size: int = 8000
+    # Target vocabulary size (set by `train` from the tokenizer); must equal
+    # source_vocab_size when share_embeddings.
+    target_vocab_size: int = 8000
+    # Number of encoder blocks.
+    num_encoder_layers: int = 2
+    # Number of decoder blocks.
+    num_decoder_layers: int = 2
+    # One embedding matrix for source and target tokens (joint vocabulary).
+    share_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(
+            self,
+            "source_vocab_size",
+            "target_vocab_size",
+            "num_encoder_layers",
+            "num_decoder_layers",
+        )
+        if self.share_embeddings and self.source_vocab_size != self.target_vocab_size:
             raise ValueError(
-                f"Unknown model preset {name!r}; choose one of {sorted(MODEL_PRESETS)}"
+                "share_embeddings=True needs source_vocab_size == target_vocab_size, got "
+                f"source_vocab_size={self.source_vocab_size} and "
+                f"target_vocab_size={self.target_vocab_size}"
             )
-        return from_dict(cls, {**MODEL_PRESETS[name], **overrides}, where="model.")
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelConfig(BlockConfig):
+    """A decoder-only language model (GPT-style, causal blocks): task `language_model`."""
+
+    # Vocabulary size, special ids included; `train` sets it from the tokenizer.
+    vocab_size: int = 8000
+    # Number of causal blocks.
+    num_layers: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(self, "vocab_size", "num_layers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +266,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
-# Architectures by name. `base` and `big` are Vaswani et al. (2017), Table 3.
+# Architectures by name, per model family. `base` and `big` are Vaswani et al. (2017),
+# Table 3; the language model's `gpt2` is GPT-2 small's shape (Radford et al., 2019).
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     # Small enough to train in CI and in the offline default run.
     "tiny": dict(d_model=128, num_heads=4, ffn_dim=256, num_encoder_layers=2, num_decoder_layers=2),
@@ -254,6 +287,21 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
         dropout=0.3,
     ),
 }
+LANGUAGE_MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=128, num_heads=4, ffn_dim=256, num_layers=2),
+    "small": dict(d_model=256, num_heads=4, ffn_dim=1024, num_layers=4),
+    "gpt2": dict(
+        d_model=768,
+        num_heads=12,
+        ffn_dim=3072,
+        num_layers=12,
+        activation="gelu",
+        position_encoding="learned",
+        max_length=1024,
+        layer_norm_epsilon=1e-5,
+    ),
+}
+PRESETS = {"ModelConfig": MODEL_PRESETS, "LanguageModelConfig": LANGUAGE_MODEL_PRESETS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,18 +455,34 @@ class DecodeConfig:
             raise ValueError(f"max_length_a must be >= 0, got {self.max_length_a!r}")
 
 
+# The model config of each task (the YAML's top-level `task:` key; default translation).
+TASK_MODEL_CONFIGS: dict[str, type[BlockConfig]] = {
+    "translation": ModelConfig,
+    "language_model": LanguageModelConfig,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """A whole run: what to train, on which data, and how. YAML sections: `model`
-    (with an optional `preset` key that the other keys override), `data`, `train`,
-    `decode`."""
+    """A whole run: what to train, on which data, and how. YAML: a top-level `task:`
+    key (`translation`, the default, or `language_model`), and sections `model` (the
+    task's model config, with an optional `preset` key that the other keys override),
+    `data`, `train`, `decode`."""
 
-    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig.preset("tiny"))
+    task: str = "translation"
+    model: BlockConfig = dataclasses.field(default_factory=lambda: ModelConfig.preset("tiny"))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
 
     def __post_init__(self) -> None:
+        _require_choice(self, "task", tuple(TASK_MODEL_CONFIGS))
+        model_class = TASK_MODEL_CONFIGS[self.task]
+        if type(self.model) is not model_class:
+            raise ValueError(
+                f"task {self.task!r} needs a {model_class.__name__} model section, "
+                f"got {type(self.model).__name__}"
+            )
         if self.model.max_length < self.data.max_length:
             raise ValueError(
                 f"model.max_length ({self.model.max_length}) must be at least "
@@ -428,25 +492,30 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ExperimentConfig:
-        sections = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - sections)
+        sections = {field.name for field in dataclasses.fields(cls)} - {"task"}
+        unknown = sorted(set(values) - sections - {"task"})
         if unknown:
             raise ValueError(
                 f"Unknown config section {unknown[0]!r}; "
-                f"valid sections: {', '.join(sorted(sections))}"
+                f"valid sections: {', '.join(sorted(sections))} (and the key task)"
             )
         for name in sections:
             if not isinstance(values.get(name) or {}, Mapping):
                 raise ValueError(f"Config section {name!r} must be a mapping of keys to values")
+        task = values.get("task") or "translation"
+        if task not in TASK_MODEL_CONFIGS:
+            raise ValueError(f"task must be one of {tuple(TASK_MODEL_CONFIGS)}, got {task!r}")
         model_values = dict(values.get("model") or {})
+        model_class = TASK_MODEL_CONFIGS[task]
         return cls(
-            model=ModelConfig.preset(model_values.pop("preset", "tiny"), **model_values),
+            task=task,
+            model=model_class.preset(model_values.pop("preset", "tiny"), **model_values),
             data=from_dict(DataConfig, values.get("data") or {}, where="data."),
             train=from_dict(TrainConfig, values.get("train") or {}, where="train."),
             decode=from_dict(DecodeConfig, values.get("decode") or {}, where="decode."),
         )
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -468,8 +537,8 @@ def _read_text(path: str) -> str:
 def load(config_files: Iterable[str] = (), overrides: Iterable[str] = ()) -> ExperimentConfig:
     """Reads YAML files (local or any tf.io.gfile URL; later ones override earlier ones,
     key by key), then applies ``section.key=value`` overrides (values parsed as YAML:
-    ``train.steps=100``)."""
-    merged: dict[str, dict[str, Any]] = {}
+    ``train.steps=100``; ``task=language_model`` sets the task)."""
+    merged: dict[str, Any] = {}
     for path in map(str, config_files):
         try:
             values = yaml.safe_load(_read_text(path)) or {}
@@ -478,11 +547,17 @@ def load(config_files: Iterable[str] = (), overrides: Iterable[str] = ()) -> Exp
         if not isinstance(values, Mapping):
             raise ValueError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
         for section, section_values in values.items():
+            if section == "task":
+                merged["task"] = section_values
+                continue
             if not isinstance(section_values, Mapping):
                 raise ValueError(f"{path}: section {section!r} must be a mapping of keys to values")
             merged.setdefault(section, {}).update(section_values)
     for override in overrides:
         key, separator, value = override.partition("=")
+        if key.strip() == "task" and separator:
+            merged["task"] = yaml.safe_load(value)
+            continue
         section, dot, field_name = key.strip().partition(".")
         if not separator or not dot or not field_name:
             raise ValueError(f"Override {override!r} must look like section.key=value")

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_transformer.constants import BOS, EOS, PAD
-from tf_transformer.decoding.search import beam_search
+from tf_transformer.decoding.beam_search import beam_search
 
 VOCAB_SIZE = 7
 IMPOSSIBLE = -1e4  # logit of a token the fake model never produces

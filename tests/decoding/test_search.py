@@ -7,20 +7,17 @@ import tensorflow as tf
 
 from tf_transformer.config import DecodeConfig, ModelConfig
 from tf_transformer.constants import BOS, EOS, PAD
-from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
+from tf_transformer.decoding.beam_search import beam_search, length_penalty_divisor
+from tf_transformer.decoding.sampling import SamplingParameters, batch_seed, sample_loop
 from tf_transformer.decoding.search import (
-    beam_search,
-    forbid_special_tokens,
-    generate,
-    length_penalty_divisor,
-    model_next_logits,
-    sample_loop,
+    forbidding_special_tokens,
+    greedy_tokens,
     search,
     sequence_log_probs,
     strip_after_eos,
 )
-from tf_transformer.layers.masks import padding_mask
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.models.base import forbid_special_tokens
 
 SOURCE = np.array([[5, 6, 7, EOS], [8, 9, EOS, PAD]], "int32")
 GREEDY = DecodeConfig()
@@ -40,6 +37,10 @@ def model():
     model = small_model()
     model({"encoder_inputs": SOURCE, "decoder_inputs": SOURCE})  # builds it
     return model
+
+
+def generate(model, source, max_length, sampler=None):
+    return strip_after_eos(greedy_tokens(model, source, max_length, sampler))
 
 
 def argmax_without_cache(model, source, steps):
@@ -85,10 +86,14 @@ def test_greedy_search_returns_one_hypothesis_scored_by_its_log_prob(model):
 
 
 def test_beam_size_1_without_length_penalty_equals_greedy(model):
-    encoder_outputs = model.encode(SOURCE)
-    cache = model.initial_cache(encoder_outputs, padding_mask(SOURCE), 6)
+    start = model.start_generation(SOURCE, 6)
     result = beam_search(
-        model_next_logits(model), cache, 2, beam_size=1, max_length=6, length_penalty=0.0
+        forbidding_special_tokens(start.next_logits),
+        start.cache,
+        2,
+        beam_size=1,
+        max_length=6,
+        length_penalty=0.0,
     )
     greedy = search(model, SOURCE, GREEDY, max_length=6)
     np.testing.assert_array_equal(result.sequences, greedy.sequences)

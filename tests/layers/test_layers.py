@@ -4,12 +4,11 @@ import pytest
 import tensorflow as tf
 
 from tf_transformer.layers import (
-    DecoderBlock,
-    EncoderBlock,
     FeedForward,
     MultiHeadAttention,
     PositionalEncoding,
     TokenEmbedding,
+    TransformerBlock,
     masks,
 )
 from tf_transformer.layers.dropout import Dropout, in_xla_compilation
@@ -169,7 +168,9 @@ def test_feed_forward_rejects_unknown_activation():
 
 @pytest.mark.parametrize("normalize_first", [True, False])
 def test_decoder_block_is_causal(normalize_first):
-    block = DecoderBlock(D_MODEL, 4, 32, normalize_first=normalize_first)
+    block = TransformerBlock(
+        D_MODEL, 4, 32, normalize_first=normalize_first, causal=True, cross_attention=True
+    )
     inputs, encoder_outputs = random_sequence(length=4), random_sequence(length=6)
     changed = inputs.copy()
     changed[:, 2:] = -3.0
@@ -183,14 +184,14 @@ def test_decoder_block_is_causal(normalize_first):
 def test_encoder_block_honours_keras_mask_in_a_functional_model():
     token_ids = keras.Input((None,), dtype="int32")
     embedded = TokenEmbedding(20, D_MODEL, mask_zero=True)(token_ids)
-    encoded = EncoderBlock(D_MODEL, 4, 32)(embedded)
+    encoded = TransformerBlock(D_MODEL, 4, 32)(embedded)
     model = keras.Model(token_ids, encoded)
     short = model(np.array([[5, 6, 7]]))
     padded = model(np.array([[5, 6, 7, 0, 0]]))
     np.testing.assert_allclose(np.asarray(padded)[:, :3], np.asarray(short), atol=1e-5)
     # Without the mask the padding would leak into the real positions.
     unmasked = keras.Model(
-        token_ids, EncoderBlock(D_MODEL, 4, 32)(TokenEmbedding(20, D_MODEL)(token_ids))
+        token_ids, TransformerBlock(D_MODEL, 4, 32)(TokenEmbedding(20, D_MODEL)(token_ids))
     )
     leak = np.asarray(unmasked(np.array([[5, 6, 7, 0, 0]])))[:, :3] - np.asarray(
         unmasked(np.array([[5, 6, 7]]))
@@ -212,8 +213,11 @@ def build_and_call(layer, *inputs):
             (random_sequence(), random_sequence(length=3)),
         ),
         (FeedForward(D_MODEL, 24, activation="gelu"), (random_sequence(),)),
-        (EncoderBlock(D_MODEL, 4, 24, normalize_first=False), (random_sequence(),)),
-        (DecoderBlock(D_MODEL, 4, 24, dropout=0.2), (random_sequence(), random_sequence(length=3))),
+        (TransformerBlock(D_MODEL, 4, 24, normalize_first=False), (random_sequence(),)),
+        (
+            TransformerBlock(D_MODEL, 4, 24, dropout=0.2, causal=True, cross_attention=True),
+            (random_sequence(), random_sequence(length=3)),
+        ),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, keras.layers.Layer) else "",
 )
@@ -225,3 +229,43 @@ def test_layer_config_round_trips_to_identical_outputs(layer, inputs):
     rebuilt.set_weights(layer.get_weights())
     assert rebuilt.get_config() == config
     np.testing.assert_allclose(build_and_call(rebuilt, *inputs), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+@pytest.mark.parametrize("cross_attention", [True, False])
+def test_cached_block_prefill_and_steps_equal_the_full_pass(normalize_first, cross_attention):
+    """A causal block (with or without cross-attention) run on a left-padded prompt in
+    one cached pass, then one position at a time, equals the uncached call."""
+    block = TransformerBlock(
+        D_MODEL,
+        4,
+        32,
+        normalize_first=normalize_first,
+        causal=True,
+        cross_attention=cross_attention,
+    )
+    inputs, source = random_sequence(batch=2, length=6), random_sequence(batch=2, length=5)
+    padding = np.array([[False, True, True, True, True, True], [True] * 6])
+    encoder_arguments = {}
+    if cross_attention:
+        encoder_arguments = dict(encoder_outputs=source)
+    expected = np.asarray(block(inputs, padding_mask=padding, **encoder_arguments))
+    cache = np.zeros((2, 2, 6, 4, D_MODEL // 4), "float32")
+    cached_arguments = {}
+    if cross_attention:
+        cached_arguments = dict(encoder_key_value=block.project_encoder_key_value(source))
+    prefill, cache = block.cached_call(
+        inputs[:, :3], cache, 0, key_padding_mask=padding, **cached_arguments
+    )
+    outputs = [np.asarray(prefill)]
+    for index in range(3, 6):
+        step, cache = block.cached_call(
+            inputs[:, index : index + 1],
+            cache,
+            index,
+            key_padding_mask=padding,
+            **cached_arguments,
+        )
+        outputs.append(np.asarray(step))
+    cached = np.concatenate(outputs, axis=1)
+    np.testing.assert_allclose(cached[padding], expected[padding], atol=1e-5)

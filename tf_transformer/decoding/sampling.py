@@ -1,5 +1,5 @@
 """Stateless sampling: temperature, top-k and top-p applied to logits, tokens drawn from
-a seed tensor.
+a seed tensor, and the loop that draws one token per step (`sample_loop`).
 
 Why not keras_hub's samplers: they take temperature, k and p as Python numbers when
 built and draw from a seed *variable* that every draw advances. The SavedModel's `sample`
@@ -18,8 +18,10 @@ import numbers
 from typing import NamedTuple
 
 import tensorflow as tf
+from keras import ops
 
 from tf_transformer.config import DecodeConfig
+from tf_transformer.constants import BOS, EOS, PAD
 
 
 class SamplingParameters(NamedTuple):
@@ -102,3 +104,55 @@ def sample_next_tokens(logits, parameters: SamplingParameters, step):
     step_seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(step, tf.int32))
     choices = tf.random.stateless_categorical(kept_log_probs, 1, step_seed, dtype=tf.int32)
     return tf.gather(sorted_tokens, choices[:, 0], batch_dims=1)  # [B]
+
+
+def sample_loop(
+    next_logits,
+    cache,
+    batch_size,
+    max_length,
+    sampling: SamplingParameters,
+    first_tokens=None,
+    start_index=0,
+):
+    """Draws one token per step for each row until every row has drawn EOS or
+    `max_length` tokens are drawn. ``-> [B, max_length]`` int32 (EOS kept, PAD after).
+
+    keras_hub's samplers would draw from a seed variable (see above); this loop draws
+    step `index`'s tokens from the batch seed folded with `index`, so a row's tokens
+    depend only on its logits, its row number and the seed.
+
+    Args:
+        next_logits: as `beam_search` takes it: ``(token_ids [B], cache, index) ->
+            (logits [B, V], cache)``.
+        cache: any nest of ``[B, ...]`` tensors.
+        batch_size: B, a Python int or scalar tensor.
+        max_length: most tokens drawn, EOS included.
+        sampling: the settings and the batch's seed.
+        first_tokens: ``[B]`` tokens the samples continue (default BOS), at model
+            position `start_index`.
+    """
+    if first_tokens is None:
+        first_tokens = ops.full((batch_size,), BOS, "int32")
+    tokens = ops.pad(
+        ops.cast(first_tokens, "int32")[:, None], ((0, 0), (0, max_length))
+    )  # [B, L + 1]
+    finished = ops.zeros((batch_size,), "bool")
+
+    def unfinished(index, tokens, finished, cache):
+        return ops.logical_not(ops.all(finished))
+
+    def step(index, tokens, finished, cache):
+        logits, cache = next_logits(
+            ops.take(tokens, index, axis=1), cache, start_index + index
+        )  # [B, V]
+        next_tokens = ops.cast(sample_next_tokens(logits, sampling, index), "int32")  # [B]
+        next_tokens = ops.where(finished, PAD, next_tokens)
+        position_is_next = ops.arange(max_length + 1) == index + 1  # [L + 1]
+        tokens = ops.where(position_is_next[None, :], next_tokens[:, None], tokens)
+        finished = ops.logical_or(finished, ops.equal(next_tokens, EOS))
+        return index + 1, tokens, finished, cache
+
+    state = (ops.convert_to_tensor(0, "int32"), tokens, finished, cache)
+    _, tokens, _, _ = ops.while_loop(unfinished, step, state, maximum_iterations=max_length)
+    return tokens[:, 1:]

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
+from tf_transformer.layers import masks
 from tf_transformer.layers.dropout import Dropout
 
 
@@ -166,21 +167,23 @@ class MultiHeadAttention(keras.layers.Layer):
             keys, values = self._key_value_heads(self.key_value_projection(source))
         return self._attend_heads(query_heads, keys, values, attention_mask, training)
 
-    def cached_self_attention(self, query, cache, cache_index):
+    def cached_self_attention(self, query, cache, cache_index, key_padding_mask=None):
         """Self-attention for `query` ``[B, T, d_model]`` at positions cache_index..+T.
 
-        Writes this step's keys and values into `cache` ``[B, 2, max_length, H, Dh]``
-        at `cache_index` (in place, static shapes) and attends causally to every
-        position filled so far.
+        Writes these positions' keys and values into `cache` ``[B, 2, max_length, H,
+        Dh]`` at `cache_index` (in place, static shapes) and attends causally to every
+        position filled so far, except those `key_padding_mask` (bool ``[B,
+        max_length]``, optional) marks False.
         """
         query_length = ops.shape(query)[1]
         query_heads, keys, values = self._project_self_attention(query)
         key_value = ops.cast(ops.stack([keys, values], axis=1), cache.dtype)
         cache = ops.slice_update(cache, (0, 0, cache_index, 0, 0), key_value)
         max_length = ops.shape(cache)[2]
-        query_positions = ops.arange(query_length)[:, None] + cache_index
-        visible = ops.greater_equal(query_positions, ops.arange(max_length)[None, :])
-        outputs = self._attend_heads(query_heads, cache[:, 0], cache[:, 1], visible[None], False)
+        visible = masks.causal_mask(query_length, max_length, query_offset=cache_index)
+        if key_padding_mask is not None:
+            visible = ops.logical_and(visible, ops.cast(key_padding_mask, "bool")[:, None, :])
+        outputs = self._attend_heads(query_heads, cache[:, 0], cache[:, 1], visible, False)
         return CachedOutput(outputs, cache)
 
     def compute_output_shape(self, query_shape, source_shape=None):

@@ -34,6 +34,8 @@ class PositionalEncoding(keras.layers.Layer):
         embeddings: ``[B, T, d_model]``.
         start_index: position of the first step (int or scalar tensor), for cached
             decoding one step at a time.
+        positions: int ``[B, T]`` position of each token, instead of `start_index`
+            (rows of a left-padded batch start at different positions).
     """
 
     def __init__(self, kind="sinusoidal", max_length=256, **kwargs):
@@ -56,9 +58,11 @@ class PositionalEncoding(keras.layers.Layer):
             self.table = sinusoid_table(self.max_length, embeddings_shape[-1])
         self.built = True
 
-    def call(self, embeddings, start_index=0):
+    def call(self, embeddings, start_index=0, positions=None):
         if self.learned is not None:
-            positions = self.learned(embeddings, start_index=start_index)
+            positions = self.learned(embeddings, start_index=start_index, positions=positions)
+        elif positions is not None:
+            positions = ops.take(ops.convert_to_tensor(self.table), positions, axis=0)
         else:
             length, d_model = ops.shape(embeddings)[1], ops.shape(embeddings)[2]
             positions = ops.slice(

@@ -1,5 +1,14 @@
-"""Models assembled from tf_transformer.layers."""
+"""Models assembled from tf_transformer.layers, sharing `models.base.TransformerModel`."""
 
+from tf_transformer.models.base import GenerationStart, TransformerModel
+from tf_transformer.models.language_model import TransformerLanguageModel
 from tf_transformer.models.seq2seq import DecoderCache, DecodeStep, Seq2SeqTransformer
 
-__all__ = ["DecodeStep", "DecoderCache", "Seq2SeqTransformer"]
+__all__ = [
+    "DecodeStep",
+    "DecoderCache",
+    "GenerationStart",
+    "Seq2SeqTransformer",
+    "TransformerLanguageModel",
+    "TransformerModel",
+]

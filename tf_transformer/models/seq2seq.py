@@ -1,26 +1,26 @@
 """The encoder-decoder Transformer as a `keras.Model`.
 
 Training: ``model({"encoder_inputs": [B, S], "decoder_inputs": [B, T]})`` -> logits
-``[B, T, target_vocab_size]`` (float32 under any precision policy). Generation:
-`encode` once, `initial_cache` once, then `decode_step` per token.
+``[B, T, target_vocab_size]`` (float32 under any precision policy). Generation (the
+interface of `models.base`): `start_generation` encodes the source and projects its
+cross-attention keys/values once; each step then runs `decode_step`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import keras
 from keras import ops
 
-from tf_transformer.config import ModelConfig, from_dict
+from tf_transformer.config import ModelConfig
+from tf_transformer.constants import BOS
 from tf_transformer.layers import masks
-from tf_transformer.layers.decoder import DecoderBlock
+from tf_transformer.layers.block import TransformerBlock
 from tf_transformer.layers.dropout import Dropout
 from tf_transformer.layers.embedding import TokenEmbedding
-from tf_transformer.layers.encoder import EncoderBlock
 from tf_transformer.layers.positional import PositionalEncoding
-from tf_transformer.models.multi_worker import MultiWorkerFitMixin
+from tf_transformer.models.base import GenerationStart, TransformerModel
 
 
 class DecoderCache(NamedTuple):
@@ -40,8 +40,16 @@ class DecodeStep(NamedTuple):
     cache: DecoderCache
 
 
+class PrefixState(NamedTuple):
+    """What the naive decoder carries instead of a key/value cache."""
+
+    prefix: object  # [B, L + 1] int32: BOS, the tokens so far, then PAD
+    encoder_outputs: object  # [B, S, d_model]
+    encoder_padding_mask: object  # [B, S] bool
+
+
 @keras.saving.register_keras_serializable(package="tf_transformer")
-class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
+class Seq2SeqTransformer(TransformerModel):
     """Encoder-decoder Transformer (Vaswani et al., 2017) for token ids with PAD=0.
 
     Args:
@@ -56,11 +64,11 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
     ```
     """
 
+    config_class = ModelConfig
+
     def __init__(self, config: ModelConfig | dict, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = from_dict(ModelConfig, config, where="model.")
-        self.config = config
+        super().__init__(config, **kwargs)
+        config = self.config
         policy = self.dtype_policy
         self.target_embedding = TokenEmbedding(
             config.target_vocab_size,
@@ -88,23 +96,18 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
             )
         )
         self.embedding_dropout = Dropout(config.dropout, dtype=policy)
-        block_arguments = dict(
-            d_model=config.d_model,
-            num_heads=config.num_heads,
-            ffn_dim=config.ffn_dim,
-            dropout=config.dropout,
-            attention_dropout=config.attention_dropout,
-            activation=config.activation,
-            normalize_first=config.normalize_first,
-            layer_norm_epsilon=config.layer_norm_epsilon,
-            dtype=policy,
-        )
+        block_arguments = dict(config.block_arguments(), dtype=policy)
         self.encoder_blocks = [
-            EncoderBlock(**block_arguments, name=f"encoder_block_{index}")
+            TransformerBlock(**block_arguments, name=f"encoder_block_{index}")
             for index in range(config.num_encoder_layers)
         ]
         self.decoder_blocks = [
-            DecoderBlock(**block_arguments, name=f"decoder_block_{index}")
+            TransformerBlock(
+                **block_arguments,
+                causal=True,
+                cross_attention=True,
+                name=f"decoder_block_{index}",
+            )
             for index in range(config.num_decoder_layers)
         ]
         # Pre-LN stacks end in a LayerNorm; post-LN blocks already normalize last.
@@ -137,20 +140,13 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
                 norm.build(sequence_shape)
         self.built = True
 
-    def _check_length(self, token_ids, what):
-        length = token_ids.shape[1]
-        if length is not None and length > self.config.max_length:
-            raise ValueError(
-                f"{what} has {length} tokens but model.max_length is {self.config.max_length}"
-            )
-
     def _embed(self, token_ids, embedding, position_encoding, start_index=0, training=None):
         embedded = position_encoding(embedding(token_ids), start_index=start_index)
         return self.embedding_dropout(embedded, training=training)
 
     def encode(self, encoder_inputs, training=None):
         """``[B, S]`` ids -> ``[B, S, d_model]`` encoder outputs."""
-        self._check_length(encoder_inputs, "encoder_inputs")
+        self.check_length(encoder_inputs, "encoder_inputs")
         padding_mask = masks.padding_mask(encoder_inputs)
         outputs = self._embed(
             encoder_inputs, self.source_embedding, self.position_encoding, training=training
@@ -181,7 +177,7 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
         return self._logits(outputs)
 
     def _embed_target(self, decoder_inputs, training=None):
-        self._check_length(decoder_inputs, "decoder_inputs")
+        self.check_length(decoder_inputs, "decoder_inputs")
         return self._embed(
             decoder_inputs, self.target_embedding, self.target_position_encoding, training=training
         )
@@ -227,11 +223,7 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
         config.max_length) and the cross-attention keys/values of the source."""
         if max_length is None:
             max_length = self.config.max_length
-        batch_size = ops.shape(encoder_outputs)[0]
-        empty = ops.zeros(
-            (batch_size, 2, max_length, self.config.num_heads, self.config.head_dim),
-            dtype=self.compute_dtype,
-        )
+        empty = self.empty_self_attention_cache(ops.shape(encoder_outputs)[0], max_length)
         return DecoderCache(
             self_attention=tuple(empty for _ in self.decoder_blocks),
             cross_attention=tuple(
@@ -254,15 +246,56 @@ class Seq2SeqTransformer(MultiWorkerFitMixin, keras.Model):
             self.decoder_blocks, cache.self_attention, cache.cross_attention, strict=True
         ):
             outputs, layer_cache = block.cached_call(
-                outputs, layer_cache, index, encoder_key_value, cache.encoder_padding_mask
+                outputs,
+                layer_cache,
+                index,
+                encoder_key_value=encoder_key_value,
+                encoder_padding_mask=cache.encoder_padding_mask,
             )
             updated_self_attention.append(layer_cache)
         logits = self._logits(outputs)[:, 0]  # [B, vocab]
         return DecodeStep(logits, cache._replace(self_attention=tuple(updated_self_attention)))
 
-    def get_config(self):
-        return {**super().get_config(), "config": dataclasses.asdict(self.config)}
+    def start_generation(self, encoder_inputs, max_new_tokens, use_cache: bool = True):
+        """Encodes source ids ``[B, S]`` once; the search starts from BOS at position 0.
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+        `use_cache=False` gives the naive decoder instead: every step re-runs the
+        decoder over the whole fixed-length prefix (the causal mask hides the PAD
+        tail). It is only for measuring what the cache saves; it gives the same tokens.
+        """
+        encoder_outputs = self.encode(encoder_inputs, training=False)
+        encoder_padding_mask = masks.padding_mask(encoder_inputs)
+        batch_size = ops.shape(encoder_inputs)[0]
+        first_tokens = ops.full((batch_size,), BOS, "int32")
+        start_index = ops.convert_to_tensor(0, "int32")
+        if use_cache:
+            cache = self.initial_cache(encoder_outputs, encoder_padding_mask, max_new_tokens)
+
+            def next_logits(token_ids, cache, index):
+                step = self.decode_step(token_ids, cache, index)
+                return step.logits, step.cache
+
+            return GenerationStart(first_tokens, start_index, cache, next_logits)
+
+        state = PrefixState(
+            ops.zeros((batch_size, max_new_tokens + 1), "int32"),
+            encoder_outputs,
+            encoder_padding_mask,
+        )
+
+        def uncached_next_logits(token_ids, state, index):
+            prefix = ops.slice_update(
+                state.prefix, (0, index), ops.cast(token_ids, "int32")[:, None]
+            )
+            logits = self.decode(prefix, state.encoder_outputs, state.encoder_padding_mask)
+            return ops.take(logits, index, axis=1), state._replace(prefix=prefix)  # [B, V]
+
+        return GenerationStart(first_tokens, start_index, state, uncached_next_logits)
+
+    def continuation_logits(self, encoder_inputs, tokens):
+        """Teacher-forced logits ``[B, T, V]`` of target `tokens` ``[B, T]`` (no BOS)."""
+        batch_size = ops.shape(tokens)[0]
+        decoder_inputs = ops.concatenate(
+            [ops.full((batch_size, 1), BOS, "int32"), ops.cast(tokens, "int32")[:, :-1]], axis=1
+        )
+        return self({"encoder_inputs": encoder_inputs, "decoder_inputs": decoder_inputs})
