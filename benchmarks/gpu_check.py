@@ -28,8 +28,8 @@ from tf_transformer import config
 from tf_transformer.config import DecodeConfig
 from tf_transformer.data import sources
 from tf_transformer.decoding.benchmark import benchmark_decode
+from tf_transformer.tasks.translation import train
 from tf_transformer.training.benchmark import benchmark_train
-from tf_transformer.training.fit import train
 
 # Dense float16/bfloat16 tensor-core peaks, TFLOP/s (vendor data sheets, no sparsity).
 PEAK_TFLOPS = {

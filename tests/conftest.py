@@ -35,7 +35,7 @@ def two_cpu_strategy():
 def tiny_run(tmp_path_factory):
     """A run directory with a 1+1-layer model trained for 10 steps on the synthetic corpus."""
     from tf_transformer import config as config_lib
-    from tf_transformer.training.fit import train
+    from tf_transformer.tasks.translation import train
 
     directory = tmp_path_factory.mktemp("run")
     experiment = config_lib.load(
@@ -57,4 +57,35 @@ def tiny_run(tmp_path_factory):
         ]
     )
     train(experiment, directory)
+    return directory
+
+
+TINY_LANGUAGE_MODEL = [
+    "task=language_model",
+    "model.d_model=32",
+    "model.ffn_dim=64",
+    "model.num_layers=1",
+    "model.max_length=40",
+    "model.dropout=0.0",
+    "data.synthetic_train_size=300",
+    "data.synthetic_eval_size=10",
+    "data.vocab_size=200",
+    "data.max_length=32",
+    "data.batch_tokens=256",
+    "train.steps=30",
+    "train.eval_every=30",
+    "train.label_smoothing=0.0",
+    "train.jit_compile=false",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_run(tmp_path_factory):
+    """A run directory with a 1-layer language model trained for 30 steps on the English
+    side of the synthetic corpus."""
+    from tf_transformer import config as config_lib
+    from tf_transformer.tasks.language_model import train
+
+    directory = tmp_path_factory.mktemp("lm_run")
+    train(config_lib.load(overrides=TINY_LANGUAGE_MODEL), directory)
     return directory

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import posixpath
 import sys
@@ -15,12 +16,14 @@ from tf_transformer import config
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tf-transformer",
-        description="Train, evaluate, decode and export Transformer translation models.",
+        description="Train, evaluate, decode and export Transformer models: translation "
+        "(encoder-decoder) and language models (decoder-only).",
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build_vocab(subcommands)
     _add_train(subcommands)
     _add_translate(subcommands)
+    _add_generate(subcommands)
     _add_evaluate(subcommands)
     _add_export(subcommands)
     _add_benchmark(subcommands)
@@ -208,6 +211,51 @@ def _translator(args: argparse.Namespace):
     return Translator.from_run(args.model, _decode_config(args))
 
 
+# The `generate` flags that `Generator.settings` applies (and checks) together.
+GENERATION_SETTINGS = ("temperature", "top_k", "top_p", "beam_size", "num_return_sequences")
+
+
+def _generator(args: argparse.Namespace):
+    """The run's generator, its decode config with the flags other than
+    GENERATION_SETTINGS applied."""
+    from tf_transformer.decoding.generator import Generator  # imports TensorFlow
+
+    flags = argparse.Namespace(
+        **{name: value for name, value in vars(args).items() if name not in GENERATION_SETTINGS}
+    )
+    return Generator.from_run(args.model, _decode_config(flags))
+
+
+def _add_generate(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "generate",
+        help="continue prompts with a trained language model",
+        description="Continues each PROMPT (or each line of standard input when none is "
+        "given) and prints one output per line: the prompt followed by its continuation. "
+        "With --num-return-sequences N, N lines 'score<TAB>text' per prompt, best first. "
+        "Giving --temperature, --top-k or --top-p samples; --beam-size K > 1 searches; "
+        "else the run's decode settings apply (greedy unless decode.sample). An empty "
+        "prompt generates from the start of a sentence; a prompt longer than the model's "
+        "context is truncated from the left with a warning.",
+    )
+    _add_decode_arguments(parser)
+    parser.add_argument("prompts", nargs="*", metavar="PROMPT", help="prompts (default: stdin)")
+    parser.set_defaults(run=_run_generate)
+
+
+def _run_generate(args: argparse.Namespace) -> None:
+    generator = _generator(args)
+    prompts = args.prompts
+    if not prompts:
+        prompts = [line.rstrip("\r\n") for line in sys.stdin]
+    settings = {name: getattr(args, name) for name in GENERATION_SETTINGS}
+    for hypotheses in generator.generate_with_scores(prompts, **settings):
+        if len(hypotheses) == 1:
+            print(hypotheses[0].text)
+        else:
+            print("".join(f"{h.score:.4f}\t{h.text}\n" for h in hypotheses), end="")
+
+
 def _add_translate(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "translate",
@@ -232,21 +280,39 @@ def _run_translate(args: argparse.Namespace) -> None:
 def _add_evaluate(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "evaluate",
-        help="sacreBLEU and chrF of a trained run on a test set",
-        description="Translates --src and scores it against --ref with sacreBLEU (13a, "
-        "cased) and chrF; also the model's perplexity on the pair of files.",
+        help="sacreBLEU and chrF of a translation run, or perplexity of a language model",
+        description="Translation: translates --src and scores it against --ref with "
+        "sacreBLEU (13a, cased) and chrF; also the model's perplexity on the pair of files. "
+        "Language model: its perplexity on the lines of --src, per token and per word "
+        "(whitespace-separated words, plus one EOS per line).",
     )
     _add_decode_arguments(parser)
-    parser.add_argument("--src", required=True, help="source sentences, one per line")
-    parser.add_argument("--ref", required=True, help="reference translations, line-aligned")
+    parser.add_argument("--src", required=True, help="source sentences (or text), one per line")
+    parser.add_argument("--ref", help="reference translations, line-aligned (translation only)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.set_defaults(run=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
+    if config.load_run(args.model).task == "language_model":
+        from tf_transformer.evaluation.test_set import evaluate_language_model_file
+
+        _print_results(evaluate_language_model_file(_generator(args), args.src), args.json)
+        return
+    if args.ref is None:
+        raise ValueError("evaluate needs --ref for a translation run")
     from tf_transformer.evaluation.test_set import evaluate_files  # imports TensorFlow
 
     evaluate_files(_translator(args), args.src, args.ref, as_json=args.json)
+
+
+def _print_results(results: dict, as_json: bool) -> None:
+    """One JSON object on the last line, or one `name: value` line each."""
+    if as_json:
+        print(json.dumps(results))
+    else:
+        for name, value in results.items():
+            print(f"{name}: {value}")
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -287,15 +353,42 @@ def _add_train(subcommands: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     experiment = config.load(args.config, args.set)  # config errors before the slow import
-    from tf_transformer.training import fit  # imports TensorFlow: only when it runs
+    from tf_transformer import tasks  # imports TensorFlow: only when it runs
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # Config files and directories may be URLs (gs://): no pathlib.
     name = posixpath.splitext(posixpath.basename(args.config[-1]))[0] if args.config else "default"
-    fit.train(
-        experiment,
-        output_dir=args.output_dir or config.join_path("runs", name),
-        export_path=config.join_path(args.export_dir, name),
+    run_dir = args.output_dir or config.join_path("runs", name)
+    metrics = tasks.run(
+        experiment, output_dir=run_dir, export_path=config.join_path(args.export_dir, name)
+    )
+    print_training_summary(experiment.task, metrics, run_dir)
+
+
+def print_training_summary(task: str, metrics: dict, run_dir: str) -> None:
+    """The test scores, steps, time and samples of a finished run."""
+    if task == "language_model":
+        print(
+            f"\nTest perplexity {metrics['test_perplexity']:.2f} per token, "
+            f"{metrics['test_word_perplexity']:.2f} per word"
+        )
+        print(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f} s. Samples:")
+        for sample in metrics["samples"]:
+            print(f"  prompt:     {sample['prompt']}")
+            print(f"  generation: {sample['generation']}")
+    else:
+        print(
+            f"\nTest BLEU {metrics['bleu']:.2f}, chrF {metrics['chrf']:.2f} "
+            f"({metrics['bleu_signature']})"
+        )
+        print(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f} s. Sample translations:")
+        for sample in metrics["samples"]:
+            print(f"  source:      {sample['source']}")
+            print(f"  translation: {sample['translation']}")
+            print(f"  reference:   {sample['reference']}")
+    print(
+        f"Run directory: {run_dir}"
+        + (f"; SavedModel exported to {metrics['saved_model']}" if "saved_model" in metrics else "")
     )
 
 

@@ -87,7 +87,7 @@ def test_missing_file_is_named(tmp_path):
     write_lines(tmp_path / "here.en", ["a"])
     with pytest.raises(FileNotFoundError) as error:
         sources.parallel_file_pairs(tmp_path / "here.en", tmp_path / "gone.de")
-    assert str(error.value) == f"Parallel text file not found: {tmp_path / 'gone.de'}"
+    assert str(error.value) == f"Text file not found: {tmp_path / 'gone.de'}"
 
 
 def test_tsv_line_without_one_tab_is_named(tmp_path):

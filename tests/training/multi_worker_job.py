@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from tf_transformer import config  # noqa: E402
 from tf_transformer.models import Seq2SeqTransformer  # noqa: E402
-from tf_transformer.training.fit import train  # noqa: E402
+from tf_transformer.tasks.translation import train  # noqa: E402
 
 experiment = config.load(
     overrides=[

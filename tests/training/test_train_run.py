@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tf_transformer import config
-from tf_transformer.training.fit import train
+from tf_transformer.tasks.translation import train
 
 TINY_RUN = [
     "model.d_model=32",

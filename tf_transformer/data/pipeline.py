@@ -281,10 +281,10 @@ def make_dataset(
         examples = examples.shard(
             input_context.num_input_pipelines, input_context.input_pipeline_id
         )
-    examples = _cached(examples, config, name, input_context)
+    examples = cached_examples(examples, config, name, input_context)
     if training:
         examples = examples.shuffle(
-            config.shuffle_buffer_size, seed=_shuffle_seed(config.shuffle_seed, initial_step)
+            config.shuffle_buffer_size, seed=shuffle_seed_for(config.shuffle_seed, initial_step)
         )
     lengths = bucket_lengths(config)
     pad = tf.constant(PAD, tf.int32)
@@ -314,24 +314,31 @@ def make_dataset(
                 features, targets, -(-tf.shape(targets)[0] // replicas) * replicas
             )
         )
-    if replicas > 1:
-        batches = batches.flat_map(
-            lambda features, targets: tf.data.Dataset.from_tensor_slices(
-                tf.nest.map_structure(
-                    lambda ids: tf.reshape(ids, [replicas, -1, tf.shape(ids)[1]]),
-                    (features, targets),
-                )
+    return split_among_replicas(batches, replicas).prefetch(tf.data.AUTOTUNE)
+
+
+def split_among_replicas(batches: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
+    """Each batch of `batches` (any nest of ``[rows, length]`` tensors, rows a multiple
+    of `replicas`) as `replicas` consecutive batches of one shape, one per replica."""
+    if replicas == 1:
+        return batches
+    return batches.flat_map(
+        lambda *batch: tf.data.Dataset.from_tensor_slices(
+            tf.nest.map_structure(
+                lambda ids: tf.reshape(ids, [replicas, -1, tf.shape(ids)[1]]), batch
             )
         )
-    return batches.prefetch(tf.data.AUTOTUNE)
+    )
 
 
-def _cached(
+def cached_examples(
     examples: tf.data.Dataset,
     config: DataConfig,
     name: str | None,
     input_context: tf.distribute.InputContext | None,
 ) -> tf.data.Dataset:
+    """`examples` cached as config.cache says (in memory, not at all, or in files named
+    after `name` and the input pipeline)."""
     if config.cache == "none":
         return examples
     if config.cache == "memory":
@@ -346,7 +353,7 @@ def _cached(
     return examples.cache(filename)
 
 
-def _shuffle_seed(shuffle_seed: int, initial_step: int) -> int:
+def shuffle_seed_for(shuffle_seed: int, initial_step: int) -> int:
     """A shuffle seed for each (config seed, step a run starts at), the same in every
     process (Python's hash() of a tuple is not)."""
     if initial_step < 0:

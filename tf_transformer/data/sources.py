@@ -1,5 +1,6 @@
-"""Parallel text sources. Each returns a `tf.data.Dataset` of (source, target) pairs of
-scalar tf.string sentences, in corpus order.
+"""Text sources. Parallel ones return a `tf.data.Dataset` of (source, target) pairs of
+scalar tf.string sentences, in corpus order; `load_lines` returns one language's lines
+(monolingual text for language models).
 
 Files are read through tf.io.gfile, so a path may be local or a URL (gs://, ram://).
 They are checked before a dataset is built: a missing file, parallel files with
@@ -159,6 +160,30 @@ def load_pairs(config: DataConfig, split: str) -> tf.data.Dataset:
     )
 
 
+def load_lines(config: DataConfig, split: str) -> tf.data.Dataset:
+    """The `split` of the corpus `config` names as scalar tf.string lines in
+    `config.source_language` only: SPLIT.LANG[.gz] of a `files` directory (or the
+    first column of SPLIT.tsv), one side of Multi30k, TFDS or the synthetic corpus."""
+    _check_split(split)
+    directory_stem = {"files": split, "multi30k": MULTI30K_FILE_STEMS[split]}.get(config.source)
+    if directory_stem is not None:
+        path = _existing(config.data_dir, f"{directory_stem}.{config.source_language}")
+        if path is not None:
+            return text_file_lines(path)
+        if config.source == "multi30k":
+            raise FileNotFoundError(
+                f"No {directory_stem}.{config.source_language} (or .gz) in {config.data_dir}"
+            )
+    return load_pairs(config, split).map(lambda source, _: source)
+
+
+def text_file_lines(path: str) -> tf.data.Dataset:
+    """The lines of one plain or `.gz` UTF-8 file (checked first, naming a bad line)."""
+    path = os.fspath(path)
+    _count_lines(path)
+    return _text_lines(path)
+
+
 def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -176,7 +201,7 @@ def _existing(directory: str, name: str) -> str | None:
 def _lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a plain or gzipped UTF-8 file."""
     if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
-        raise FileNotFoundError(f"Parallel text file not found: {path}")
+        raise FileNotFoundError(f"Text file not found: {path}")
     with tf.io.gfile.GFile(path, "rb") as file:
         data = gzip.GzipFile(fileobj=file) if path.endswith(".gz") else file
         for line_number, line in enumerate(binary_lines(data), start=1):

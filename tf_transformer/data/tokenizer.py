@@ -163,9 +163,23 @@ def vocabulary_paths(config: DataConfig) -> tuple[str, str]:
     return f"{prefix}.{config.source_language}.model", f"{prefix}.{config.target_language}.model"
 
 
-def build_vocabulary(config: DataConfig) -> list[VocabularySummary]:
-    """Trains the vocabulary (or the two vocabularies) of `config` on its training split."""
+def build_vocabulary(config: DataConfig, monolingual: bool = False) -> list[VocabularySummary]:
+    """Trains the vocabulary (or the two vocabularies) of `config` on its training split;
+    `monolingual`: one vocabulary on the source-language lines (`sources.load_lines`),
+    for a language model."""
     corpus = config.tfds_name or config.data_dir or f"synthetic (seed {config.synthetic_seed})"
+    source_path, target_path = vocabulary_paths(config)
+    if monolingual:
+        logger.info(
+            "training a %s vocabulary of %d pieces on the %s train split of %s",
+            config.vocab_model_type,
+            config.vocab_size,
+            config.source_language,
+            corpus,
+        )
+        lines = sources.load_lines(config, "train").prefetch(tf.data.AUTOTUNE)
+        sentences = (line.decode("utf-8") for line in lines.as_numpy_iterator())
+        return [_train_from_config(sentences, source_path, config)]
     logger.info(
         "training %s %s vocabulary of %d pieces on the train split of %s, %s-%s",
         "a joint" if config.joint_vocabulary else "a per-language",
@@ -176,7 +190,6 @@ def build_vocabulary(config: DataConfig) -> list[VocabularySummary]:
         config.target_language,
     )
     pairs = sources.load_pairs(config, "train")
-    source_path, target_path = vocabulary_paths(config)
     if config.joint_vocabulary:
         sentences = (text for pair in _decoded(pairs) for text in pair)
         return [_train_from_config(sentences, source_path, config)]

@@ -96,6 +96,7 @@ def search(
     max_length,
     use_cache: bool = True,
     sampling: SamplingParameters | None = None,
+    num_samples=None,
 ) -> SearchResult:
     """Generations from `inputs` ``[B, ...]`` as `decode_config` asks.
 
@@ -107,7 +108,9 @@ def search(
 
     `max_length` (most generated tokens) is a Python int, or a scalar tensor outside
     XLA. `sampling` replaces the sampling settings and seed of `decode_config` (default:
-    `SamplingParameters.from_config(decode_config)`, the first batch's seed).
+    `SamplingParameters.from_config(decode_config)`, the first batch's seed);
+    `num_samples` replaces its num_return_sequences when sampling (a scalar tensor in a
+    SavedModel signature).
     """
     if not use_cache and decode_config.sample:
         raise ValueError("use_cache=False is for comparing searches; sampling always caches")
@@ -129,7 +132,7 @@ def search(
         tokens = greedy_tokens(model, inputs, max_length)
         scores = sequence_log_probs(model, inputs, tokens)[:, None]  # [B, 1]
         return SearchResult(strip_after_eos(tokens)[:, None, :], scores)
-    count = decode_config.num_return_sequences
+    count = decode_config.num_return_sequences if num_samples is None else num_samples
     repeated_inputs = ops.repeat(inputs, count, axis=0)  # [B * N, ...]
     sampling = sampling or SamplingParameters.from_config(decode_config)
     tokens = sample_tokens(model, repeated_inputs, max_length, sampling)  # [B * N, L]

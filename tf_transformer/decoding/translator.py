@@ -81,7 +81,7 @@ def detokenize(target_tokenizer, sequences):
     return tf.reshape(texts, shape[:2])
 
 
-def _string_tensor(sentences: list[str | bytes]):
+def string_tensor(sentences: list[str | bytes]):
     """A tf.string tensor of `sentences`; str with surrogate escapes (undecodable bytes
     read with errors="surrogateescape") goes back to its original bytes."""
     return tf.constant(
@@ -144,6 +144,11 @@ class Translator:
         if not tf.io.gfile.exists(model_path):
             raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
         experiment = config_lib.load_run(run_dir)
+        if experiment.task != "translation":
+            raise ValueError(
+                f"{run_dir} is a {experiment.task} run, not a translation model: "
+                "use tf-transformer generate"
+            )
         source_tokenizer, target_tokenizer = load_tokenizers(experiment.data)
         # compile=False: inference needs neither the optimizer nor the training loss.
         # Keras reads URLs (gs://, ram://) itself, through a local temporary copy.
@@ -172,7 +177,7 @@ class Translator:
         """Padded source ids ``[B, L]`` of `sentences`, as the search gets them, and
         their token counts before truncation ``[B]``."""
         return source_token_ids(
-            self.source_tokenizer, _string_tensor(sentences), self.model_max_length
+            self.source_tokenizer, string_tensor(sentences), self.model_max_length
         )
 
     def _translate_batch(
@@ -224,7 +229,7 @@ class Translator:
     def _translate_with_empties(
         self, batch: list[str], batch_number: int
     ) -> list[list[Hypothesis]]:
-        is_blank = blank_sentences(_string_tensor(batch)).numpy()
+        is_blank = blank_sentences(string_tensor(batch)).numpy()
         non_empty = [sentence for sentence, blank in zip(batch, is_blank, strict=True) if not blank]
         translations = iter(self._translate_batch(non_empty, batch_number) if non_empty else [])
         empty = [Hypothesis("", 0.0)] * self.decode_config.num_return_sequences

@@ -1,4 +1,4 @@
-"""sacreBLEU and chrF of translations; perplexity of a model on tokenized pairs."""
+"""sacreBLEU and chrF of translations; perplexity of a model on batches in its format."""
 
 from __future__ import annotations
 
@@ -30,15 +30,22 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, Any
     }
 
 
-def perplexity(model, batches: tf.data.Dataset) -> float:
-    """exp(mean negative log-likelihood per real target token) over `batches` in the
-    model's format (pipeline.make_dataset)."""
+def summed_log_likelihood(model, batches: tf.data.Dataset) -> tuple[float, int]:
+    """Negative log-likelihood summed over the real (non-PAD) target tokens of `batches`
+    ((features, targets) in the model's format), and how many they are."""
     total_loss, total_tokens = 0.0, 0
     for features, targets in batches:
         token_losses = negative_log_likelihoods(targets, model(features, training=False))
         real = np.asarray(targets) != PAD
         total_loss += float(np.asarray(token_losses)[real].sum())
         total_tokens += int(real.sum())
+    return total_loss, total_tokens
+
+
+def perplexity(model, batches: tf.data.Dataset) -> float:
+    """exp(mean negative log-likelihood per real target token) over `batches` in the
+    model's format (pipeline.make_dataset, packing.make_packed_dataset)."""
+    total_loss, total_tokens = summed_log_likelihood(model, batches)
     if not total_tokens:
         raise ValueError("perplexity needs at least one non-empty target sentence")
     return math.exp(total_loss / total_tokens)

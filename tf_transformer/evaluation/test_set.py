@@ -1,5 +1,5 @@
 """`evaluate`: translate a source file, score it against references, and the model's
-perplexity on the pair."""
+perplexity on the pair; or a language model's perplexity on a text file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 from tf_transformer.data import pipeline, sources
 from tf_transformer.decoding.translator import Translator
+from tf_transformer.evaluation.language_model import language_model_scores
 from tf_transformer.evaluation.metrics import corpus_scores, perplexity
 
 logger = logging.getLogger(__name__)
@@ -47,3 +48,11 @@ def evaluate_files(
         for name, value in results.items():
             print(f"{name}: {value}")
     return results
+
+
+def evaluate_language_model_file(generator, path: str) -> dict[str, Any]:
+    """Perplexity per token and per word of `generator`'s language model on the lines of
+    `path` (local or any tf.io.gfile URL), packed as in training; returns them."""
+    data_config = dataclasses.replace(generator.data_config, cache="none")
+    lines = sources.text_file_lines(path)
+    return language_model_scores(generator.model, generator.tokenizer, lines, data_config, path)

@@ -1,12 +1,14 @@
-"""SavedModel export: strings in, strings out, loadable without this package.
+"""SavedModel export per task: strings in, strings out, loadable without this package.
 
-The graph holds the SentencePiece tokenizers (tensorflow-text ops), the encoder, the
-cached decoder and the search, all plain TensorFlow and tensorflow-text ops, so TF
-Serving, Vertex AI or `tf.saved_model.load` with tensorflow_text imported can run it.
-Preprocessing and postprocessing are the Python `Translator`'s own functions
-(`source_token_ids`, `output_length`, `detokenize`), so both give the same translations.
+The graph holds the SentencePiece tokenizers (tensorflow-text ops), the model, its
+cache and the search, all plain TensorFlow and tensorflow-text ops, so TF Serving,
+Vertex AI or `tf.saved_model.load` with tensorflow_text imported can run it.
+Preprocessing and postprocessing are the Python front ends' own functions (the
+`Translator`'s `source_token_ids`, `output_length`, `detokenize`; the `Generator`'s
+`prompt_token_ids`, `new_token_budget`, `continuation_texts`), so both give the same
+outputs.
 
-Signatures (inputs: `inputs`, tf.string ``[batch]``):
+Translation signatures (inputs: `inputs`, tf.string ``[batch]``):
     serving_default: `outputs` ``[batch]`` string, `scores` ``[batch]`` float32.
     translate_nbest: `outputs` ``[batch, beam_size]``, `scores` ``[batch, beam_size]``.
     sample: also `temperature` (float32), `top_k` (int32, 0: no limit) and `top_p`
@@ -14,6 +16,7 @@ Signatures (inputs: `inputs`, tf.string ``[batch]``):
         Draws from the export's seed (`--seed`).
     sample_with_seed: `sample` with a `seed` input (int64 scalar) per request. A
         signature's inputs cannot be optional, hence two signatures.
+Language-model signatures: see `export_generator`.
 Sampling is stateless (`decoding.sampling`): equal requests with equal seeds get equal
 samples, concurrently too, and bad parameters fail with InvalidArgumentError naming them.
 
@@ -29,14 +32,19 @@ next version number only when complete.
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 
 import keras
 import tensorflow as tf
 
-from tf_transformer.config import DecodeConfig, join_path
+from tf_transformer.config import DecodeConfig, join_path, load_run
 from tf_transformer.data.tokenizer import vocabulary_paths
+from tf_transformer.decoding.generator import (
+    Generator,
+    continuation_texts,
+    new_token_budget,
+    prompt_token_ids,
+)
 from tf_transformer.decoding.sampling import batch_seed, sampling_parameters
 from tf_transformer.decoding.search import search
 from tf_transformer.decoding.translator import (
@@ -49,8 +57,39 @@ from tf_transformer.decoding.translator import (
 from tf_transformer.models.precision import float32_copy
 
 SIGNATURES = ("serving_default", "translate_nbest", "sample", "sample_with_seed")
+LANGUAGE_MODEL_SIGNATURES = ("serving_default", "generate")
 # Written first, moved last: a watcher (TF Serving) that sees it sees a whole version.
 SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def in_batches(inputs, batch_size: int, run_batch, count: int | None = None):
+    """``run_batch(batch_number, inputs[k * batch_size:(k + 1) * batch_size])`` ->
+    (``[b, N]`` strings, ``[b, N]`` float32) for each batch k of `inputs` ``[B]``, in a
+    graph loop that holds one batch in memory at a time; the results concatenated. `count`:
+    N when it is fixed (the signature then declares it)."""
+    num_batches = (tf.shape(inputs)[0] + batch_size - 1) // batch_size
+
+    def step(batch_number, texts, scores):
+        batch = inputs[batch_number * batch_size : (batch_number + 1) * batch_size]
+        batch_texts, batch_scores = run_batch(batch_number, batch)
+        return (
+            batch_number + 1,
+            texts.write(batch_number, batch_texts),
+            scores.write(batch_number, batch_scores),
+        )
+
+    def outputs(dtype):
+        return tf.TensorArray(
+            dtype, size=num_batches, element_shape=[None, count], infer_shape=False
+        )
+
+    _, texts, scores = tf.while_loop(
+        lambda batch_number, *_: batch_number < num_batches,
+        step,
+        (tf.constant(0), outputs(tf.string), outputs(tf.float32)),
+        parallel_iterations=1,  # one batch in memory at a time
+    )
+    return texts.concat(), scores.concat()
 
 
 class _TranslationGraph:
@@ -81,34 +120,16 @@ class _TranslationGraph:
         """``[B]`` strings -> (``[B, N]`` strings, ``[B, N]`` float32 scores), translated
         `decode_config.batch_size` inputs at a time; the k-th batch samples with
         `sampling` from `batch_seed(seed, k)`."""
-        batch_size = decode_config.batch_size
-        count = decode_config.num_return_sequences
-        num_batches = (tf.shape(inputs)[0] + batch_size - 1) // batch_size
 
-        def translate_batch(batch_number, texts, scores):
-            batch = inputs[batch_number * batch_size : (batch_number + 1) * batch_size]
+        def translate_batch(batch_number, batch):
             batch_sampling = None
             if sampling is not None:
                 batch_sampling = sampling._replace(seed=batch_seed(seed, batch_number))
-            batch_texts, batch_scores = self._translate_batch(batch, decode_config, batch_sampling)
-            return (
-                batch_number + 1,
-                texts.write(batch_number, batch_texts),
-                scores.write(batch_number, batch_scores),
-            )
+            return self._translate_batch(batch, decode_config, batch_sampling)
 
-        def outputs(dtype):
-            return tf.TensorArray(
-                dtype, size=num_batches, element_shape=[None, count], infer_shape=False
-            )
-
-        _, texts, scores = tf.while_loop(
-            lambda batch_number, *_: batch_number < num_batches,
-            translate_batch,
-            (tf.constant(0), outputs(tf.string), outputs(tf.float32)),
-            parallel_iterations=1,  # one batch in memory at a time
+        return in_batches(
+            inputs, decode_config.batch_size, translate_batch, decode_config.num_return_sequences
         )
-        return texts.concat(), scores.concat()
 
     def _translate_batch(self, inputs, decode_config: DecodeConfig, sampling):
         count = decode_config.num_return_sequences
@@ -159,20 +180,9 @@ def export_translator(
     output_dir: str,
     num_samples: int = 1,
 ) -> str:
-    """Writes the SavedModel to the next version directory OUTPUT_DIR/N (1, 2, ...: the
-    layout TF Serving watches; a local path or any tf.io.gfile URL) and returns that
-    directory.
-
-    The model is exported in float32 whatever its training precision. The version is
-    written to a temporary directory beside the versions (".tmp-export-...", which TF
-    Serving ignores) and moved to the next free number only when complete; on an error
-    only that temporary directory is removed.
-
-    The graph needs no file: tensorflow-text's SentencePiece op holds the model proto
-    as an attribute. The SentencePiece files also go into assets/, for clients that
-    tokenize on their side. (ExportArchive keeps only TrackableResources of what it
-    tracks, so a `tf.saved_model.Asset` would not be written.)"""
-    output_dir = str(output_dir).rstrip("/")
+    """Writes the translation SavedModel to the next version directory OUTPUT_DIR/N (1,
+    2, ...: the layout TF Serving watches; a local path or any tf.io.gfile URL) and
+    returns that directory (see `write_version`)."""
     model = float32_copy(model)
     graph = _TranslationGraph(model, source_tokenizer, target_tokenizer, decode_config, num_samples)
     archive = keras.export.ExportArchive()
@@ -194,6 +204,118 @@ def export_translator(
         graph.sample_with_seed,
         input_signature=[*sampling_inputs, tf.TensorSpec([], tf.int64, name="seed")],
     )
+    return write_version(archive, vocabulary_files, output_dir)
+
+
+class _GenerationGraph:
+    """The functions behind a language model's signatures: prompts in, each prompt
+    followed by its continuation out (as `decoding.generator.Generator` returns them)."""
+
+    def __init__(self, model, tokenizer, decode_config: DecodeConfig):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.default_config = dataclasses.replace(decode_config, num_return_sequences=1)
+        self.sample_config = dataclasses.replace(decode_config, sample=True, beam_size=1)
+
+    def generate_texts(self, inputs, decode_config, sampling=None, seed=None, count=None):
+        """``[B]`` prompts -> (``[B, N]`` texts, ``[B, N]`` scores), in batches."""
+
+        def generate_batch(batch_number, prompts):
+            prompt_ids, _ = prompt_token_ids(self.tokenizer, prompts, self.model.config.max_length)
+            max_length = new_token_budget(
+                decode_config, tf.shape(prompt_ids)[1], self.model.config.max_length
+            )
+            batch_sampling = None
+            if decode_config.sample:
+                batch_sampling = (
+                    sampling
+                    or sampling_parameters(
+                        decode_config.temperature, decode_config.top_k, decode_config.top_p, None
+                    )
+                )._replace(seed=batch_seed(seed, batch_number))
+            result = search(
+                self.model,
+                prompt_ids,
+                decode_config,
+                max_length,
+                sampling=batch_sampling,
+                num_samples=count,
+            )
+            texts = continuation_texts(self.tokenizer, prompt_ids, result.sequences)
+            return texts, result.scores
+
+        return in_batches(
+            inputs,
+            decode_config.batch_size,
+            generate_batch,
+            None if count is not None else decode_config.num_return_sequences,
+        )
+
+    def serving_default(self, inputs):
+        seed = tf.constant(self.default_config.seed, tf.int64)
+        texts, scores = self.generate_texts(inputs, self.default_config, seed=seed)
+        return {"outputs": texts[:, 0], "scores": scores[:, 0]}
+
+    def generate(self, inputs, temperature, top_k, top_p, num_return_sequences, seed):
+        # Checked here: bad values fail the call with a message naming them.
+        sampling = sampling_parameters(temperature, top_k, top_p, seed=None)
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_positive(
+                    num_return_sequences, message="num_return_sequences must be >= 1"
+                )
+            ]
+        ):
+            count = tf.identity(num_return_sequences)
+        texts, scores = self.generate_texts(inputs, self.sample_config, sampling, seed, count)
+        return {"outputs": texts, "scores": scores}
+
+
+def export_generator(
+    model, tokenizer, decode_config: DecodeConfig, vocabulary_files: list[str], output_dir: str
+) -> str:
+    """Writes a language model's SavedModel to the next version directory OUTPUT_DIR/N and
+    returns it. Signatures (`inputs`: tf.string prompts ``[batch]``; outputs are each
+    prompt followed by its continuation): serving_default (`decode_config`'s search or
+    sampling, one output each: `outputs` ``[batch]``, `scores` ``[batch]``) and generate
+    (sampling with `temperature` float32, `top_k` int32, `top_p` float32,
+    `num_return_sequences` int32 and `seed` int64 scalars: `outputs` and `scores`
+    ``[batch, num_return_sequences]``)."""
+    model = float32_copy(model)
+    graph = _GenerationGraph(model, tokenizer, decode_config)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    strings = tf.TensorSpec([None], tf.string, name="inputs")
+    archive.add_endpoint("serving_default", graph.serving_default, input_signature=[strings])
+    archive.add_endpoint(
+        "generate",
+        graph.generate,
+        input_signature=[
+            strings,
+            tf.TensorSpec([], tf.float32, name="temperature"),
+            tf.TensorSpec([], tf.int32, name="top_k"),
+            tf.TensorSpec([], tf.float32, name="top_p"),
+            tf.TensorSpec([], tf.int32, name="num_return_sequences"),
+            tf.TensorSpec([], tf.int64, name="seed"),
+        ],
+    )
+    return write_version(archive, vocabulary_files, output_dir)
+
+
+def write_version(archive, vocabulary_files: list[str], output_dir: str) -> str:
+    """Writes `archive` to the next version directory OUTPUT_DIR/N and returns it.
+
+    The model is exported in float32 whatever its training precision. The version is
+    written to a temporary directory beside the versions (".tmp-export-...", which TF
+    Serving ignores) and moved to the next free number only when complete; on an error
+    only that temporary directory is removed.
+
+    The graph needs no file: tensorflow-text's SentencePiece op holds the model proto
+    as an attribute. The SentencePiece files also go into assets/, for clients that
+    tokenize on their side. (ExportArchive keeps only TrackableResources of what it
+    tracks, so a `tf.saved_model.Asset` would not be written.)"""
+    output_dir = str(output_dir).rstrip("/")
     temporary_dir = join_path(output_dir, f".tmp-export-{uuid.uuid4().hex}")
     try:
         archive.write_out(temporary_dir, verbose=False)
@@ -265,11 +387,20 @@ def export_run(
     num_samples: int = 1,
 ) -> str:
     """Exports a training run (its model.keras and vocabulary; local paths or URLs) with
-    `decode_config` (default: the run's `decode` section) and `num_samples` samples per
-    sentence in the sample signatures; returns the version directory."""
-    started = time.perf_counter()
+    `decode_config` (default: the run's `decode` section) and, for translation,
+    `num_samples` samples per sentence in the sample signatures; returns the version
+    directory."""
+    if load_run(run_dir).task == "language_model":
+        generator = Generator.from_run(run_dir, decode_config, jit_compile=False)
+        return export_generator(
+            generator.model,
+            generator.tokenizer,
+            generator.decode_config,
+            [vocabulary_paths(generator.data_config)[0]],
+            output_dir,
+        )
     translator = Translator.from_run(run_dir, decode_config, jit_compile=False)
-    version_dir = export_translator(
+    return export_translator(
         translator.model,
         translator.source_tokenizer,
         translator.target_tokenizer,
@@ -278,5 +409,3 @@ def export_run(
         output_dir,
         num_samples,
     )
-    print(f"Exported {run_dir} to {version_dir} in {time.perf_counter() - started:.0f} s")
-    return version_dir

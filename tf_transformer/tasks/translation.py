@@ -1,0 +1,163 @@
+"""The translation task: parallel text in, an encoder-decoder trained and validated by
+greedy BLEU, scored on the test split with sacreBLEU, saved and exported.
+
+Run directory: see `training.run`; metrics.json holds test BLEU and chrF, the loss
+history, dropped and unbatched pairs, and sample translations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import tensorflow as tf
+
+from tf_transformer.config import ExperimentConfig, join_path
+from tf_transformer.data import pipeline, sources, tokenizer
+from tf_transformer.decoding.translator import Translator
+from tf_transformer.evaluation.metrics import corpus_scores
+from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.models.precision import float32_copy
+from tf_transformer.serving.export import export_translator
+from tf_transformer.training.callbacks import optimizer_updates
+from tf_transformer.training.fit import compile_for_training, fit_model, resumed_batches
+from tf_transformer.training.run import (
+    Run,
+    run_directory,
+    whole_dataset_context,
+    with_known_cardinality,
+)
+
+
+def text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """The sources and targets of the first `limit` string pairs, as Python strings."""
+    if limit is not None:
+        pairs = pairs.take(limit)
+    sources_text, targets_text = [], []
+    for source, target in pairs.as_numpy_iterator():
+        sources_text.append(source.decode("utf-8"))
+        targets_text.append(target.decode("utf-8"))
+    return sources_text, targets_text
+
+
+def train(
+    experiment: ExperimentConfig, output_dir: str, export_path: str | None = None
+) -> dict[str, Any]:
+    """Trains, validates (greedy BLEU), saves and scores a model on the test split (with
+    the experiment's `decode` settings); returns the metrics it writes.
+
+    The final model goes to OUTPUT_DIR/model.keras (float32, whatever the training
+    precision) and, if `export_path` is given, is exported there as a versioned
+    SavedModel (EXPORT_PATH/N, strings in and out). Paths are local or tf.io.gfile URLs.
+    """
+    with run_directory(experiment, output_dir) as run:
+        return _train(run, export_path)
+
+
+def _train(run: Run, export_path: str | None) -> dict[str, Any]:
+    data = run.data
+    source_tokenizer, target_tokenizer = tokenizer.load_tokenizers(data)
+    experiment = dataclasses.replace(
+        run.experiment,
+        model=dataclasses.replace(
+            run.experiment.model,
+            source_vocab_size=int(source_tokenizer.vocab_size()),
+            target_vocab_size=int(target_tokenizer.vocab_size()),
+        ),
+    )
+    run.save_config(experiment)
+    train_config = experiment.train
+
+    tokenize = functools.partial(
+        pipeline.tokenize_pairs,
+        source_tokenizer=source_tokenizer,
+        target_tokenizer=target_tokenizer,
+        max_length=min(data.max_length, experiment.model.max_length),
+    )
+    training_pairs = tokenize(sources.load_pairs(data, "train"), name="train")
+    validation_pairs = tokenize(sources.load_pairs(data, "validation"), name="validation")
+    resumed = resumed_batches(run.run_dir, train_config)
+    training_batches, input_contexts = run.distribute(
+        lambda context: pipeline.make_dataset(
+            training_pairs.dataset, data, context, initial_step=resumed, name="train"
+        ).repeat()
+    )
+    buckets = pipeline.bucket_report(
+        training_pairs.length_counts, data, input_contexts[0] if input_contexts else None
+    )
+    validation_batches, _ = run.distribute(
+        lambda context: with_known_cardinality(
+            pipeline.make_dataset(
+                validation_pairs.dataset,
+                data,
+                whole_dataset_context(context),
+                training=False,
+                name="validation",
+            )
+        )
+    )
+
+    with run.strategy.scope():
+        model = Seq2SeqTransformer(experiment.model)
+        model.build()
+        compile_for_training(model, train_config)
+
+    validation_sources, validation_references = text_pairs(
+        sources.load_pairs(data, "validation"), train_config.bleu_sentences
+    )
+    greedy_translator = Translator(model, source_tokenizer, target_tokenizer)
+
+    def validation_bleu() -> float:
+        translations = greedy_translator.translate(validation_sources)
+        return corpus_scores(translations, validation_references)["bleu"]
+
+    history, stop_at_step = fit_model(
+        model,
+        training_batches,
+        validation_batches,
+        train_config,
+        run.run_dir,
+        ("bleu", validation_bleu),
+        run.scratch_dir,
+    )
+    metrics: dict[str, Any] = {
+        "steps": optimizer_updates(model.optimizer),
+        "initial_step": stop_at_step.initial_step,
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    if not run.chief:
+        return metrics
+    serving_model = float32_copy(model)
+    serving_model.save(join_path(run.run_dir, "model.keras"))
+
+    test_sources, test_references = text_pairs(sources.load_pairs(data, "test"))
+    test_translator = Translator(
+        serving_model, source_tokenizer, target_tokenizer, experiment.decode
+    )
+    test_translations = test_translator.translate(test_sources)
+    samples = list(zip(test_sources, test_references, test_translations, strict=True))[:5]
+    metrics = {
+        **corpus_scores(test_translations, test_references),
+        **metrics,
+        "dropped_pairs": {
+            "train": training_pairs.report._asdict(),
+            "validation": validation_pairs.report._asdict(),
+        },
+        # Pairs in buckets too small for one static-shape batch: never trained on.
+        "unbatched_pairs": {"train": buckets.unbatched},
+        "samples": [
+            {"source": source, "reference": reference, "translation": translation}
+            for source, reference, translation in samples
+        ],
+    }
+    if export_path is not None:
+        metrics["saved_model"] = export_translator(
+            serving_model,
+            source_tokenizer,
+            target_tokenizer,
+            experiment.decode,
+            list(tokenizer.vocabulary_paths(data)),
+            str(export_path),
+        )
+    return run.write_metrics(metrics)
