@@ -93,6 +93,7 @@ def keras_hub_batch(inputs, targets):
 
 
 def logits_of(name: str, model: keras.Model, inputs):
+    inputs = tf.constant(inputs)
     if name == "ours":
         return model(inputs, training=False)
     return model({"token_ids": inputs, "padding_mask": tf.ones_like(inputs, tf.bool)})
@@ -115,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="Multi30k raw files")
     parser.add_argument("--vocabulary-prefix", help="reuse this SentencePiece model prefix")
-    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--vocab-size", type=int, default=6000)
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ffn", type=int, default=1024)

@@ -242,3 +242,25 @@ def _cross_attention_mask(queries, encoder_padding_mask):
     if encoder_padding_mask is None:
         return None
     return masks.attention_mask_from_padding(ops.shape(queries)[1], encoder_padding_mask)
+
+
+# Keras names the layers of a list attribute by their class when it saves weights
+# (`saving_lib._save_container_state`: "encoder_blocks/encoder_block/..."), so the
+# encoder-decoder's blocks keep these two class names: models saved before the blocks
+# were one class load unchanged. Each is only a TransformerBlock with its defaults.
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class EncoderBlock(TransformerBlock):
+    """`TransformerBlock` with bidirectional self-attention, no cross-attention."""
+
+    def __init__(self, *args, causal=False, cross_attention=False, **kwargs):
+        super().__init__(*args, causal=causal, cross_attention=cross_attention, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="tf_transformer")
+class DecoderBlock(TransformerBlock):
+    """`TransformerBlock` with causal self-attention and cross-attention."""
+
+    def __init__(self, *args, causal=True, cross_attention=True, **kwargs):
+        super().__init__(*args, causal=causal, cross_attention=cross_attention, **kwargs)

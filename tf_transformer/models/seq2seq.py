@@ -16,7 +16,7 @@ from keras import ops
 from tf_transformer.config import ModelConfig
 from tf_transformer.constants import BOS
 from tf_transformer.layers import masks
-from tf_transformer.layers.block import TransformerBlock
+from tf_transformer.layers.block import DecoderBlock, EncoderBlock
 from tf_transformer.layers.dropout import Dropout
 from tf_transformer.layers.embedding import TokenEmbedding
 from tf_transformer.layers.positional import PositionalEncoding
@@ -98,16 +98,11 @@ class Seq2SeqTransformer(TransformerModel):
         self.embedding_dropout = Dropout(config.dropout, dtype=policy)
         block_arguments = dict(config.block_arguments(), dtype=policy)
         self.encoder_blocks = [
-            TransformerBlock(**block_arguments, name=f"encoder_block_{index}")
+            EncoderBlock(**block_arguments, name=f"encoder_block_{index}")
             for index in range(config.num_encoder_layers)
         ]
         self.decoder_blocks = [
-            TransformerBlock(
-                **block_arguments,
-                causal=True,
-                cross_attention=True,
-                name=f"decoder_block_{index}",
-            )
+            DecoderBlock(**block_arguments, name=f"decoder_block_{index}")
             for index in range(config.num_decoder_layers)
         ]
         # Pre-LN stacks end in a LayerNorm; post-LN blocks already normalize last.
