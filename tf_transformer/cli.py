@@ -7,8 +7,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import posixpath
+import re
 import sys
+import threading
+import time
 
 from tf_transformer import config
 
@@ -18,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tf-transformer",
         description="Train, evaluate, decode and export Transformer models: translation "
         "(encoder-decoder) and language models (decoder-only).",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's native start-up log lines (CUDA, oneDNN, XLA, CPU features)",
     )
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build_vocab(subcommands)
@@ -52,7 +61,9 @@ def _run_export(args: argparse.Namespace) -> None:
     decode_config = _decode_config(args)  # config errors before the slow import
     from tf_transformer.serving.export import export_run  # imports TensorFlow
 
-    export_run(args.model, args.output, decode_config, args.num_samples)
+    started = time.perf_counter()
+    version_dir = export_run(args.model, args.output, decode_config, args.num_samples)
+    print(f"Exported {args.model} to {version_dir} in {time.perf_counter() - started:.0f} s")
 
 
 def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
@@ -114,13 +125,16 @@ def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
 def _run_benchmark_decode(args: argparse.Namespace) -> None:
     from tf_transformer.decoding.benchmark import benchmark_decode  # imports TensorFlow
 
-    benchmark_decode(
-        args.model,
-        args.src,
-        _decode_config(args),
-        use_cache=args.use_cache,
-        jit_compile=args.jit_compile,
-        limit=args.limit,
+    _print_results(
+        benchmark_decode(
+            args.model,
+            args.src,
+            _decode_config(args),
+            use_cache=args.use_cache,
+            jit_compile=args.jit_compile,
+            limit=args.limit,
+        ),
+        as_json=True,
     )
 
 
@@ -154,7 +168,7 @@ def _run_benchmark_train(args: argparse.Namespace) -> None:
     model_config = shape_config(args)
     from tf_transformer.training.benchmark import benchmark_train  # imports TensorFlow
 
-    benchmark_train(
+    result = benchmark_train(
         model_config,
         args.batch,
         args.src_len,
@@ -162,12 +176,13 @@ def _run_benchmark_train(args: argparse.Namespace) -> None:
         args.steps,
         config.TrainConfig(jit_compile=args.jit_compile),
     )
+    _print_results(result, as_json=True)
 
 
 def _run_benchmark_serve(args: argparse.Namespace) -> None:
     from tf_transformer.serving.benchmark import benchmark_serve  # imports TensorFlow
 
-    benchmark_serve(args.model, args.src, batch_size=args.batch_size)
+    _print_results(benchmark_serve(args.model, args.src, batch_size=args.batch_size), True)
 
 
 def _add_decode_arguments(parser: argparse.ArgumentParser, sampling: bool = True) -> None:
@@ -303,7 +318,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         raise ValueError("evaluate needs --ref for a translation run")
     from tf_transformer.evaluation.test_set import evaluate_files  # imports TensorFlow
 
-    evaluate_files(_translator(args), args.src, args.ref, as_json=args.json)
+    _print_results(evaluate_files(_translator(args), args.src, args.ref), args.json)
 
 
 def _print_results(results: dict, as_json: bool) -> None:
@@ -436,6 +451,64 @@ def _run_build_vocab(args: argparse.Namespace) -> None:
     tokenizer.build_vocabulary(_data_config(args))
 
 
+# TensorFlow's native start-up lines: absl-format lines ("I1202 19:30:00.123 4242
+# port.cc:153] oneDNN ...") at info level, or at any level from the start-up sources
+# below; the notice absl prints before it is initialised; the CPU-feature notice's
+# second line. None of TF_CPP_MIN_LOG_LEVEL's levels hides them: they are written
+# before absl reads it.
+_ABSL_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] ")
+_STARTUP_SOURCES = {
+    "port.cc",
+    "cudart_stub.cc",
+    "cpu_feature_guard.cc",
+    "cuda_platform.cc",
+    "cuda_executor.cc",
+    "cuda_dnn.cc",
+    "cuda_fft.cc",
+    "cuda_blas.cc",
+    "util.cc",
+}
+_STARTUP_NOTICES = (
+    "WARNING: All log messages before absl::InitializeLog() is called",
+    "To enable the following instructions:",
+)
+
+
+def is_startup_noise(line: str) -> bool:
+    """Whether a stderr line is one of TensorFlow's native start-up lines."""
+    if line.startswith(_STARTUP_NOTICES):
+        return True
+    match = _ABSL_LINE.match(line)
+    return bool(match) and (match.group(1) == "I" or match.group(2) in _STARTUP_SOURCES)
+
+
+def _filter_native_stderr() -> None:
+    """Routes file descriptor 2 through a thread that drops `is_startup_noise` lines and
+    passes every other line on (Python's warnings, logging and errors too)."""
+    read_end, write_end = os.pipe()
+    original = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump() -> None:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(original, "wb", buffering=0) as out:
+            for line in pipe:
+                if not is_startup_noise(line.decode("utf-8", "replace")):
+                    out.write(line)
+
+    threading.Thread(target=pump, daemon=True, name="stderr-filter").start()
+
+
+def console_main() -> int:
+    """The `tf-transformer` console script: `main`, quiet unless --verbose."""
+    if "--verbose" not in sys.argv[1:]:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        _filter_native_stderr()
+    status = main()
+    sys.stderr.flush()
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -446,4 +519,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

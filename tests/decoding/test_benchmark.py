@@ -2,11 +2,12 @@
 
 import json
 
+from tf_transformer.cli import main
 from tf_transformer.config import DecodeConfig
 from tf_transformer.decoding.benchmark import benchmark_decode
 
 
-def test_decode_benchmark_reads_a_url_line_by_line_and_prints_json_last(tiny_run, capsys):
+def test_decode_benchmark_reads_a_url_line_by_line_and_the_cli_prints_json_last(tiny_run, capsys):
     import tensorflow as tf
 
     with tf.io.gfile.GFile("ram://decode_benchmark/source.txt", "w") as source:
@@ -15,7 +16,11 @@ def test_decode_benchmark_reads_a_url_line_by_line_and_prints_json_last(tiny_run
         str(tiny_run), "ram://decode_benchmark/source.txt", DecodeConfig(), jit_compile=False
     )
     assert result["sentences"] == 3 and result["beam_size"] == 1 and result["xla"] is False
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
+    assert capsys.readouterr().out == ""  # the library returns, the CLI prints
+    arguments = ["benchmark", "decode", "--model", str(tiny_run), "--no-xla", "--json"]
+    assert main([*arguments, "--src", "ram://decode_benchmark/source.txt"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["sentences"] == 3 and set(printed) == set(result)
     limited = benchmark_decode(
         str(tiny_run), "ram://decode_benchmark/source.txt", DecodeConfig(), False, False, limit=2
     )

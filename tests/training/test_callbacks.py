@@ -125,3 +125,24 @@ def test_a_resumed_run_counts_the_batches_its_backup_holds(tmp_path):
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "training_metadata.json").write_text('{"epoch": 2, "batch": 4}')
     assert resumed_batches(str(tmp_path), config) == 2 * 20 + 5
+
+
+def test_progress_is_one_plain_line_per_epoch_off_a_terminal(capsys):
+    """Off a terminal (here pytest's captured stdout) fit's progress has no carriage
+    return and no ANSI code: one line per epoch; a terminal gets the redrawn bar."""
+    import io
+
+    from tf_transformer.training.callbacks import progress_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_verbosity(Terminal()) == 1 and progress_verbosity(io.StringIO()) == 2
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = tf.data.Dataset.from_tensors((np.ones((4, 2)), np.ones((4, 1)))).repeat()
+    model.fit(data, steps_per_epoch=50, epochs=3, verbose=progress_verbosity())
+    printed = capsys.readouterr().out
+    assert "\r" not in printed and "\x1b[" not in printed
+    assert len([line for line in printed.splitlines() if "loss" in line]) == 3

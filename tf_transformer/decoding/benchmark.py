@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -33,8 +32,7 @@ def benchmark_decode(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Sentences and target tokens per second over the first `limit` lines of
-    `source_path`, timed after one batch of each shape has compiled the search.
-    Prints one JSON object on the last line and returns it."""
+    `source_path`, timed after one batch of each shape has compiled the search."""
     translator = Translator.from_run(
         run_dir, decode_config, use_cache=use_cache, jit_compile=jit_compile
     )
@@ -55,5 +53,4 @@ def benchmark_decode(
         "mean_target_tokens": round(target_tokens / max(len(sentences), 1), 1),
         "seconds": round(seconds, 2),
     }
-    print(json.dumps(result))
     return result

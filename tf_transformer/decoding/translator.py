@@ -19,6 +19,7 @@ from tf_transformer.data.tokenizer import load_tokenizers
 from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.training.callbacks import progress_verbosity
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,9 @@ def translate_file(translator: Translator, input_path: str | None, output_path: 
     target = tf.io.gfile.GFile(output_path, "w") if output_path else sys.stdout
     # Keras's progress bar writes to stdout: only when the translations do not go there.
     progress = (
-        keras.utils.Progbar(total, unit_name="sentence") if input_path and output_path else None
+        keras.utils.Progbar(total, unit_name="sentence", verbose=progress_verbosity())
+        if input_path and output_path
+        else None
     )
     bad_lines: list[int] = []
     try:

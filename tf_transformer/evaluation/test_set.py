@@ -4,7 +4,6 @@ perplexity on the pair; or a language model's perplexity on a text file."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from typing import Any
 
@@ -16,11 +15,8 @@ from tf_transformer.evaluation.metrics import corpus_scores, perplexity
 logger = logging.getLogger(__name__)
 
 
-def evaluate_files(
-    translator: Translator, source_path: str, reference_path: str, as_json: bool = False
-) -> dict[str, Any]:
-    """sacreBLEU, chrF and perplexity of `translator` on line-aligned files; prints them
-    (with `as_json`, one JSON object on the last line) and returns them."""
+def evaluate_files(translator: Translator, source_path: str, reference_path: str) -> dict[str, Any]:
+    """sacreBLEU, chrF and perplexity of `translator` on line-aligned files."""
     pairs = sources.parallel_file_pairs(source_path, reference_path)  # checks line counts
     source_lines, reference_lines = [], []
     for source, reference in pairs.as_numpy_iterator():
@@ -42,11 +38,6 @@ def evaluate_files(
         results["perplexity"] = round(perplexity(translator.model, batches), 3)
         results["perplexity_pairs"] = tokenized.report.kept
     results["sentences"] = len(source_lines)
-    if as_json:
-        print(json.dumps(results))
-    else:
-        for name, value in results.items():
-            print(f"{name}: {value}")
     return results
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ def benchmark_serve(
     `serving_default` signature: `single_calls` one-sentence calls (latency p50 / p95)
     and `batches` calls of `batch_size` sentences (sentences/s), each after one untimed
     warm-up call. Sentences come from `source_path` (local or a URL), one per line, or
-    from the built-in synthetic corpus. Prints one JSON object on the last line and returns it."""
+    from the built-in synthetic corpus."""
     if source_path is not None:
         sentences = read_lines(str(source_path))
     else:
@@ -64,5 +63,4 @@ def benchmark_serve(
         "single_calls": single_calls,
         "batches": batches,
     }
-    print(json.dumps(result))
     return result

@@ -3,7 +3,6 @@ matmul FLOP count and machine peak that put it in perspective."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -103,9 +102,8 @@ def benchmark_train(
     steps: int = 20,
     train_config: TrainConfig | None = None,
 ) -> dict[str, Any]:
-    """Training throughput of `Seq2SeqTransformer` on one repeated random batch; prints
-    one JSON object on the last line and returns it. tokens_per_s counts source +
-    target tokens."""
+    """Training throughput of `Seq2SeqTransformer` on one repeated random batch.
+    tokens_per_s counts source + target tokens."""
     model = Seq2SeqTransformer(model_config)
     model.build()
     compile_for_training(model, train_config or TrainConfig())
@@ -118,5 +116,4 @@ def benchmark_train(
         "params": int(model.count_params()),
         "gflops_per_s": round(flops / step_seconds / 1e9, 2),
     }
-    print(json.dumps(result))
     return result

@@ -23,6 +23,7 @@ from tf_transformer.training.callbacks import (
     StopAtStep,
     StopOnNonFiniteLoss,
     ValidationScore,
+    progress_verbosity,
 )
 from tf_transformer.training.losses import (
     MaskedAccuracy,
@@ -167,5 +168,6 @@ def fit_model(
         validation_data=validation_batches,
         callbacks=training_callbacks(run_dir, config, stop_at_step, validation_score, scratch_dir),
         shuffle=False,  # the pipeline shuffles
+        verbose=progress_verbosity(),
     )
     return history, stop_at_step
