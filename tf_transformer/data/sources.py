@@ -217,7 +217,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 def binary_lines(data) -> Iterator[bytes]:
     """The lines of a binary file object, each with its "\n" (the last may lack it),
     split at "\n" only and read in large chunks. Not a GFile's own line iterator: it
-    makes one call per line (10x slower on a local file) and drops every "\r" byte,
+    makes one call per line (far slower on a local file) and drops every "\r" byte,
     inside lines too."""
     pending = b""
     while chunk := data.read(_READ_CHUNK_BYTES):

@@ -88,8 +88,8 @@ class MultiHeadAttention(keras.layers.Layer):
         Training attends to these strided views directly; only the decoding caches
         are stacked as ``[B, 2, S, H, Dh]`` (`project_key_value`,
         `cached_self_attention`), where per-step attention wants keys and values
-        contiguous. Transposing every training projection into that layout cost ~2%
-        of the training step.
+        contiguous. Transposing every training projection into that layout slowed the
+        training step (BENCHMARKS.md, "Measurements behind the code").
         """
         batch_size, length = ops.shape(key_value)[0], ops.shape(key_value)[1]
         key_value = ops.reshape(key_value, (batch_size, length, 2, self.num_heads, self.head_dim))

@@ -2,9 +2,8 @@
 
 Why not the stock layer as it is: it draws each mask with TensorFlow's stateless
 generator, which XLA lowers to Philox, and XLA's CPU backend generates those bits
-slowly, in separate passes that write them out: the 17 dropout masks of a d_model-256
-training step took 129 ms of the step's thread time, 12% of the step (TensorBoard
-profile of `benchmark train`); with ThreeFry, XLA's other generator, 33 ms. Here, under
+slowly, in separate passes that write them out (a tenth of a d_model-256 training step
+in a TensorBoard profile; figures in BENCHMARKS.md, "Measurements behind the code"). Here, under
 XLA, each element's random word is a keyed integer hash of its position, a dozen integer
 operations that XLA fuses into the pass applying the mask, so no bits are stored and
 the generator passes are gone from the profile. The key comes from Keras's seed

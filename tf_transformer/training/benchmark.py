@@ -62,9 +62,9 @@ def random_batch(
 
 def repeated_batches(batch) -> tf.data.Dataset:
     """`batch` forever, with tf.data's autotuning off. With it on, while training holds
-    both cores of this 2-core machine, `fit` steps stall on the iterator in whole
-    ticks of about 1.02 s: a 0.69 s step measured 1.02 s, and every model looked
-    equally fast."""
+    both cores of a 2-core machine, `fit` steps stall on the iterator in whole ticks
+    of about a second, and every model looks equally fast (BENCHMARKS.md,
+    "Measurements behind the code")."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return tf.data.Dataset.from_tensors(batch).repeat().with_options(options)
