@@ -14,11 +14,12 @@ def _code(notebook: Path) -> ast.Module:
     return ast.parse("\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
 
 
-def test_the_three_notebooks_exist():
+def test_the_four_notebooks_exist():
     assert [path.name for path in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_tpu_colab.ipynb",
         "03_serving.ipynb",
+        "04_language_model.ipynb",
     ]
 
 
@@ -51,7 +52,7 @@ def test_tpu_notebook_runs_the_clis_train_with_a_gs_run_dir():
         if isinstance(node, ast.ImportFrom)
         for alias in node.names
     ]
-    assert ("tf_transformer.training.fit", "train") in imports
+    assert ("tf_transformer.tasks.translation", "train") in imports
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)]
     assert [call for call in calls if getattr(call.func, "id", None) == "train"]
     assert not [call for call in calls if getattr(call.func, "attr", None) == "BackupAndRestore"]

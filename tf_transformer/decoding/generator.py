@@ -107,6 +107,7 @@ class Generator:
         self.decode_config = decode_config or DecodeConfig()
         self.jit_compile = jit_compile
         self.model_max_length = model.config.max_length
+        self.data_config = None  # the run's DataConfig, when built by `from_run`
         self._searches: dict[tuple[DecodeConfig, bool], tf.types.experimental.GenericFunction] = {}
 
     @classmethod

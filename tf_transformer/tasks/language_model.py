@@ -12,20 +12,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tf_transformer.config import ExperimentConfig, join_path
+from tf_transformer.config import ExperimentConfig
 from tf_transformer.data import packing, sources, tokenizer
 from tf_transformer.decoding.generator import Generator
 from tf_transformer.evaluation.language_model import language_model_scores
 from tf_transformer.models import TransformerLanguageModel
-from tf_transformer.models.precision import float32_copy
 from tf_transformer.serving.export import export_generator
-from tf_transformer.training.callbacks import optimizer_updates
-from tf_transformer.training.fit import compile_for_training, fit_model, resumed_batches
 from tf_transformer.training.run import (
     Run,
     run_directory,
-    whole_dataset_context,
-    with_known_cardinality,
 )
 
 # Words of each of the first test lines that prompt the samples in metrics.json.
@@ -53,7 +48,6 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
         ),
     )
     run.save_config(experiment)
-    train_config = experiment.train
     sequence_length = data.max_length
     training_text = packing.pack_lines(
         sources.load_lines(data, "train"), text_tokenizer, sequence_length, name="train"
@@ -65,45 +59,19 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
         training=False,
         name="validation",
     )
-    resumed = resumed_batches(run.run_dir, train_config)
-    training_batches, _ = run.distribute(
-        lambda context: packing.make_packed_dataset(
-            training_text.dataset, data, context, initial_step=resumed, name="train"
-        ).repeat()
-    )
-    validation_batches, _ = run.distribute(
-        lambda context: with_known_cardinality(
-            packing.make_packed_dataset(
-                validation_text.dataset,
-                data,
-                whole_dataset_context(context),
-                training=False,
-                name="validation",
-            )
-        )
-    )
-    with run.strategy.scope():
-        model = TransformerLanguageModel(experiment.model)
-        model.build()
-        compile_for_training(model, train_config)
     # The best checkpoint and early stopping follow the validation loss.
-    history, stop_at_step = fit_model(
-        model,
-        training_batches,
-        validation_batches,
-        train_config,
-        run.run_dir,
-        scratch_dir=run.scratch_dir,
+    model, metrics = run.fit(
+        lambda: TransformerLanguageModel(experiment.model),
+        lambda context, resumed: packing.make_packed_dataset(
+            training_text.dataset, data, context, initial_step=resumed, name="train"
+        ),
+        lambda context: packing.make_packed_dataset(
+            validation_text.dataset, data, context, training=False, name="validation"
+        ),
     )
-    metrics: dict[str, Any] = {
-        "steps": optimizer_updates(model.optimizer),
-        "initial_step": stop_at_step.initial_step,
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-    }
     if not run.chief:
         return metrics
-    serving_model = float32_copy(model)
-    serving_model.save(join_path(run.run_dir, "model.keras"))
+    serving_model = run.save_model(model)
     test = language_model_scores(
         serving_model, text_tokenizer, sources.load_lines(data, "test"), data, name="test"
     )

@@ -13,20 +13,15 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_transformer.config import ExperimentConfig, join_path
+from tf_transformer.config import ExperimentConfig
 from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.models import Seq2SeqTransformer
-from tf_transformer.models.precision import float32_copy
 from tf_transformer.serving.export import export_translator
-from tf_transformer.training.callbacks import optimizer_updates
-from tf_transformer.training.fit import compile_for_training, fit_model, resumed_batches
 from tf_transformer.training.run import (
     Run,
     run_directory,
-    whole_dataset_context,
-    with_known_cardinality,
 )
 
 
@@ -77,59 +72,40 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
     )
     training_pairs = tokenize(sources.load_pairs(data, "train"), name="train")
     validation_pairs = tokenize(sources.load_pairs(data, "validation"), name="validation")
-    resumed = resumed_batches(run.run_dir, train_config)
-    training_batches, input_contexts = run.distribute(
-        lambda context: pipeline.make_dataset(
-            training_pairs.dataset, data, context, initial_step=resumed, name="train"
-        ).repeat()
-    )
-    buckets = pipeline.bucket_report(
-        training_pairs.length_counts, data, input_contexts[0] if input_contexts else None
-    )
-    validation_batches, _ = run.distribute(
-        lambda context: with_known_cardinality(
-            pipeline.make_dataset(
-                validation_pairs.dataset,
-                data,
-                whole_dataset_context(context),
-                training=False,
-                name="validation",
-            )
-        )
-    )
-
-    with run.strategy.scope():
-        model = Seq2SeqTransformer(experiment.model)
-        model.build()
-        compile_for_training(model, train_config)
-
     validation_sources, validation_references = text_pairs(
         sources.load_pairs(data, "validation"), train_config.bleu_sentences
     )
-    greedy_translator = Translator(model, source_tokenizer, target_tokenizer)
 
-    def validation_bleu() -> float:
-        translations = greedy_translator.translate(validation_sources)
-        return corpus_scores(translations, validation_references)["bleu"]
+    def validation_bleu(model):
+        greedy_translator = Translator(model, source_tokenizer, target_tokenizer)
 
-    history, stop_at_step = fit_model(
-        model,
-        training_batches,
-        validation_batches,
-        train_config,
-        run.run_dir,
-        ("bleu", validation_bleu),
-        run.scratch_dir,
+        def score() -> float:
+            translations = greedy_translator.translate(validation_sources)
+            return corpus_scores(translations, validation_references)["bleu"]
+
+        return "bleu", score
+
+    buckets = []
+
+    def report_buckets(contexts):
+        buckets.append(
+            pipeline.bucket_report(training_pairs.length_counts, data, (contexts or [None])[0])
+        )
+
+    model, metrics = run.fit(
+        lambda: Seq2SeqTransformer(experiment.model),
+        lambda context, resumed: pipeline.make_dataset(
+            training_pairs.dataset, data, context, initial_step=resumed, name="train"
+        ),
+        lambda context: pipeline.make_dataset(
+            validation_pairs.dataset, data, context, training=False, name="validation"
+        ),
+        validation_bleu,
+        report_buckets,
     )
-    metrics: dict[str, Any] = {
-        "steps": optimizer_updates(model.optimizer),
-        "initial_step": stop_at_step.initial_step,
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
-    }
     if not run.chief:
         return metrics
-    serving_model = float32_copy(model)
-    serving_model.save(join_path(run.run_dir, "model.keras"))
+    serving_model = run.save_model(model)
 
     test_sources, test_references = text_pairs(sources.load_pairs(data, "test"))
     test_translator = Translator(
@@ -145,7 +121,7 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
             "validation": validation_pairs.report._asdict(),
         },
         # Pairs in buckets too small for one static-shape batch: never trained on.
-        "unbatched_pairs": {"train": buckets.unbatched},
+        "unbatched_pairs": {"train": buckets[0].unbatched},
         "samples": [
             {"source": source, "reference": reference, "translation": translation}
             for source, reference, translation in samples

@@ -35,7 +35,14 @@ import tensorflow as tf
 from tf_transformer import config as config_lib
 from tf_transformer.config import DataConfig, ExperimentConfig, join_path
 from tf_transformer.data import tokenizer
-from tf_transformer.training.fit import resolve_precision
+from tf_transformer.models.precision import float32_copy
+from tf_transformer.training.callbacks import optimizer_updates
+from tf_transformer.training.fit import (
+    compile_for_training,
+    fit_model,
+    resolve_precision,
+    resumed_batches,
+)
 from tf_transformer.training.strategy import select_strategy
 
 logger = logging.getLogger(__name__)
@@ -72,6 +79,62 @@ class Run:
             return make_dataset(context)
 
         return self.strategy.distribute_datasets_from_function(dataset_function), contexts
+
+    def fit(
+        self,
+        build_model: Callable[[], keras.Model],
+        training_dataset: Callable[[tf.distribute.InputContext, int], tf.data.Dataset],
+        validation_dataset: Callable[[tf.distribute.InputContext], tf.data.Dataset],
+        validation_score: Callable[[keras.Model], tuple[str, Callable[[], float]]] | None = None,
+        on_training_contexts: Callable[[list[tf.distribute.InputContext]], Any] | None = None,
+    ) -> tuple[keras.Model, dict[str, Any]]:
+        """Builds and compiles `build_model()` in the strategy's scope and fits it
+        (`training.fit.fit_model`) on the distributed datasets: `training_dataset(context,
+        resumed_batches)` (repeated here) and `validation_dataset(context)`, which reads
+        the whole split on every worker (`whole_dataset_context`). `validation_score(model)`
+        names the score the best checkpoint follows (else the validation loss).
+        `on_training_contexts` gets the training input contexts before training starts.
+
+        Returns the model and its metrics (steps, initial step, history)."""
+        resumed = resumed_batches(self.run_dir, self.experiment.train)
+        training_batches, contexts = self.distribute(
+            lambda context: training_dataset(context, resumed).repeat()
+        )
+        if on_training_contexts is not None:
+            on_training_contexts(contexts)
+        validation_batches, _ = self.distribute(
+            lambda context: with_known_cardinality(
+                validation_dataset(whole_dataset_context(context))
+            )
+        )
+        with self.strategy.scope():
+            model = build_model()
+            model.build()
+            compile_for_training(model, self.experiment.train)
+        history, stop_at_step = fit_model(
+            model,
+            training_batches,
+            validation_batches,
+            self.experiment.train,
+            self.run_dir,
+            validation_score(model) if validation_score else None,
+            self.scratch_dir,
+        )
+        metrics = {
+            "steps": optimizer_updates(model.optimizer),
+            "initial_step": stop_at_step.initial_step,
+            "history": {
+                name: [float(v) for v in values] for name, values in history.history.items()
+            },
+        }
+        return model, metrics
+
+    def save_model(self, model: keras.Model) -> keras.Model:
+        """Saves model.keras in float32 (chief only) and returns that float32 model."""
+        serving_model = float32_copy(model)
+        if self.chief:
+            serving_model.save(join_path(self.run_dir, "model.keras"))
+        return serving_model
 
     def write_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Adds the wall time and writes metrics.json (chief only); returns `metrics`."""
