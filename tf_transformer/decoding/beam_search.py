@@ -12,7 +12,7 @@ import keras
 from keras import ops
 
 from tf_transformer.constants import BOS, EOS, PAD
-from tf_transformer.models.base import NEG_INF
+from tf_transformer.models.base import NEG_INF, position_after
 
 
 class SearchResult(NamedTuple):
@@ -131,7 +131,9 @@ def beam_search(
         state = _BeamState(*state)
         index = state.index
         last_tokens = ops.reshape(ops.take(state.live_sequences, index, axis=2), (-1,))  # [B * K]
-        logits, cache = next_logits(last_tokens, state.cache, start_index + index)  # [B * K, V]
+        logits, cache = next_logits(
+            last_tokens, state.cache, position_after(start_index, index)
+        )  # [B * K, V]
         vocab_size = ops.shape(logits)[-1]
         log_probs = ops.reshape(
             ops.log_softmax(ops.cast(logits, "float32"), axis=-1), (-1, beam_size, vocab_size)

@@ -22,6 +22,7 @@ from keras import ops
 
 from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import BOS, EOS, PAD
+from tf_transformer.models.base import position_after
 
 
 class SamplingParameters(NamedTuple):
@@ -144,7 +145,7 @@ def sample_loop(
 
     def step(index, tokens, finished, cache):
         logits, cache = next_logits(
-            ops.take(tokens, index, axis=1), cache, start_index + index
+            ops.take(tokens, index, axis=1), cache, position_after(start_index, index)
         )  # [B, V]
         next_tokens = ops.cast(sample_next_tokens(logits, sampling, index), "int32")  # [B]
         next_tokens = ops.where(finished, PAD, next_tokens)

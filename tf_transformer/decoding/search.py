@@ -20,7 +20,7 @@ from tf_transformer.config import DecodeConfig
 from tf_transformer.constants import EOS
 from tf_transformer.decoding.beam_search import SearchResult, beam_search, strip_after_eos
 from tf_transformer.decoding.sampling import SamplingParameters, sample_loop
-from tf_transformer.models.base import GenerationStart, forbid_special_tokens
+from tf_transformer.models.base import GenerationStart, forbid_special_tokens, position_after
 
 
 def forbidding_special_tokens(next_logits):
@@ -41,7 +41,9 @@ def greedy_tokens(model, inputs, max_length: int, sampler=None):
 
     def next_fn(prompt, cache, index):
         # keras_hub's sampler protocol: the logits for `index` come from `index - 1`.
-        logits, cache = next_logits(prompt[:, index - 1], cache, start.start_index + index - 1)
+        logits, cache = next_logits(
+            prompt[:, index - 1], cache, position_after(start.start_index, index - 1)
+        )
         return logits, None, cache
 
     batch_size = ops.shape(start.first_tokens)[0]

@@ -262,7 +262,7 @@ class Seq2SeqTransformer(TransformerModel):
         encoder_padding_mask = masks.padding_mask(encoder_inputs)
         batch_size = ops.shape(encoder_inputs)[0]
         first_tokens = ops.full((batch_size,), BOS, "int32")
-        start_index = ops.convert_to_tensor(0, "int32")
+        start_index = 0
         if use_cache:
             cache = self.initial_cache(encoder_outputs, encoder_padding_mask, max_new_tokens)
 
