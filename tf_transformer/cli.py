@@ -44,15 +44,19 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
         "export",
         help="export a trained run as a SavedModel for TF Serving",
         description="Writes OUTPUT/N (the next version number) as a SavedModel that takes "
-        "and returns strings: signatures serving_default, translate_nbest and sample. "
-        "Loading it needs only tensorflow and tensorflow-text. Flags override the run's "
-        "decode settings.",
+        "and returns strings. A translation run's signatures: serving_default, "
+        "translate_nbest, sample and sample_with_seed; a language model's: serving_default "
+        "and generate (prompts in, prompt + continuation out). Loading it needs only "
+        "tensorflow and tensorflow-text. Flags override the run's decode settings.",
     )
     # Sampling settings other than the seed are inputs of the sample signature.
     _add_decode_arguments(parser, sampling=False)
     parser.add_argument("--output", required=True, help="model directory, e.g. saved_models/NAME")
     parser.add_argument(
-        "--num-samples", type=int, default=1, help="samples per sentence of the sample signature"
+        "--num-samples",
+        type=int,
+        default=1,
+        help="translation: samples per sentence of the sample signatures",
     )
     parser.set_defaults(run=_run_export)
 
