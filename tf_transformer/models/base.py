@@ -42,9 +42,9 @@ class GenerationStart(NamedTuple):
 
 
 def position_after(start_index, steps):
-    """The model position `steps` after `start_index`. No op when start_index is the
-    Python int 0: the cache index is then the loop counter itself, which XLA compiled
-    into ~10% faster beam search (BENCHMARKS.md, issue 16)."""
+    """The model position `steps` after `start_index`; no op when start_index is the
+    Python int 0 (the encoder-decoder's searches), so their cache index stays the loop
+    counter itself, as before searches had a start position."""
     if isinstance(start_index, int) and start_index == 0:
         return steps
     return start_index + steps
