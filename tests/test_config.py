@@ -117,3 +117,27 @@ def test_a_run_config_resolves_its_vocabulary_against_the_run_directory(tmp_path
     elsewhere = config.load(overrides=["data.vocabulary_prefix=gs://bucket/vocabulary"])
     config.save(elsewhere, str(tmp_path / "config.yaml"))
     assert config.load_run(str(tmp_path)).data.vocabulary_prefix == "gs://bucket/vocabulary"
+
+
+def test_the_shipped_configs_name_their_tasks():
+    shipped = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    tasks = {path.name: config.load([str(path)]).task for path in shipped}
+    assert tasks["lm_multi30k.yaml"] == "language_model"
+    assert tasks["default.yaml"] == tasks["multi30k.yaml"] == "translation"
+
+
+def test_the_task_key_picks_the_model_section():
+    language_model = config.load(overrides=["task=language_model", "model.num_layers=3"])
+    assert isinstance(language_model.model, config.LanguageModelConfig)
+    assert language_model.model.num_layers == 3
+    assert config.ExperimentConfig.from_dict({}).task == "translation"
+    with pytest.raises(ValueError, match="Unknown config key model.num_encoder_layers"):
+        config.load(overrides=["task=language_model", "model.num_encoder_layers=2"])
+    with pytest.raises(ValueError, match="task must be one of"):
+        config.load(overrides=["task=summarization"])
+
+
+def test_a_language_model_config_round_trips_through_yaml(tmp_path):
+    experiment = config.load(overrides=["task=language_model", "model.preset=small"])
+    config.save(experiment, str(tmp_path / "config.yaml"))
+    assert config.load([str(tmp_path / "config.yaml")]) == experiment
