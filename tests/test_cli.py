@@ -54,6 +54,7 @@ def test_startup_noise_is_recognised_and_nothing_else():
     assert [line for line in KEPT_LINES if is_startup_noise(line)] == []
 
 
+@pytest.mark.slow  # three fresh processes
 def test_the_console_script_is_quiet_unless_verbose():
     """TensorFlow's start-up lines reach stderr only with --verbose; the result and our
     own errors still do."""

@@ -486,31 +486,43 @@ def is_startup_noise(line: str) -> bool:
     return bool(match) and (match.group(1) == "I" or match.group(2) in _STARTUP_SOURCES)
 
 
-def _filter_native_stderr() -> None:
+def _filter_native_stderr():
     """Routes file descriptor 2 through a thread that drops `is_startup_noise` lines and
-    passes every other line on (Python's warnings, logging and errors too)."""
+    passes every other line on (Python's warnings, logging and errors too). Returns
+    the function that restores stderr once everything written has passed."""
     read_end, write_end = os.pipe()
-    original = os.dup(2)
+    real_stderr = os.dup(2)
     os.dup2(write_end, 2)
     os.close(write_end)
 
     def pump() -> None:
-        with os.fdopen(read_end, "rb") as pipe, os.fdopen(original, "wb", buffering=0) as out:
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(os.dup(real_stderr), "wb", 0) as out:
             for line in pipe:
                 if not is_startup_noise(line.decode("utf-8", "replace")):
                     out.write(line)
 
-    threading.Thread(target=pump, daemon=True, name="stderr-filter").start()
+    thread = threading.Thread(target=pump, daemon=True, name="stderr-filter")
+    thread.start()
+
+    def restore() -> None:
+        sys.stderr.flush()
+        os.dup2(real_stderr, 2)  # closes the pipe's last write end: the pump drains it
+        thread.join(timeout=10)
+        os.close(real_stderr)
+
+    return restore
 
 
 def console_main() -> int:
     """The `tf-transformer` console script: `main`, quiet unless --verbose."""
-    if "--verbose" not in sys.argv[1:]:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        _filter_native_stderr()
-    status = main()
-    sys.stderr.flush()
-    return status
+    if "--verbose" in sys.argv[1:]:
+        return main()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    restore_stderr = _filter_native_stderr()
+    try:
+        return main()
+    finally:
+        restore_stderr()
 
 
 def main(argv: list[str] | None = None) -> int:

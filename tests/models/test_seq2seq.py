@@ -164,6 +164,7 @@ def repeated_batch_losses(model, steps=20):
     return history.history["loss"]
 
 
+@pytest.mark.slow  # two XLA compilations of a training step
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_trains_under_xla_and_mixed_precision(policy):
     keras.config.set_dtype_policy(policy)

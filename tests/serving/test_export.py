@@ -54,6 +54,7 @@ def _run_python(script: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a fresh process loads TensorFlow and the SavedModel
 def test_fresh_process_without_the_package_matches_the_python_translator(saved_model, tiny_run):
     script = textwrap.dedent(
         f"""

@@ -28,6 +28,7 @@ TINY_RUN = [
 ]
 
 
+@pytest.mark.slow  # a whole train() with its test decoding and export
 def test_train_writes_a_complete_run_directory_that_can_move(tmp_path, monkeypatch):
     """A run trained with a relative output directory, then moved, translates and
     evaluates from a third working directory."""
