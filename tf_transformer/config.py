@@ -195,6 +195,30 @@ class LanguageModelConfig(BlockConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassifierConfig(BlockConfig):
+    """An encoder and a dense head over pooled states: task `classification`."""
+
+    # Vocabulary size, special ids included; `train` sets it from the tokenizer.
+    vocab_size: int = 8000
+    # Number of encoder blocks.
+    num_layers: int = 2
+    # Classes; `train` sets it from the training file's labels.
+    num_classes: int = 2
+    # "mean" over the real (non-PAD) tokens, or the "first" token's state.
+    pooling: str = "mean"
+    # Dropout on the pooled state before the dense head.
+    head_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require_positive(self, "vocab_size", "num_layers")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes!r}")
+        _require_choice(self, "pooling", ("mean", "first"))
+        _require_rate(self, "head_dropout")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, precision, distribution and run-directory behaviour of `train`."""
 
@@ -241,6 +265,12 @@ class TrainConfig:
     average_last: int = 0
     # Validation sentences translated (greedy) to compute BLEU at each validation.
     bleu_sentences: int = 100
+    # A run directory to start from (fine-tuning): translation takes its whole
+    # encoder-decoder, classification its encoder; the vocabulary comes from it. "": none.
+    init_from: str = ""
+    # Comma-separated layer names (or name prefixes, e.g. "encoder,token_embedding")
+    # whose weights stay fixed during training. "": everything trains.
+    frozen_layers: str = ""
 
     def __post_init__(self) -> None:
         _require_positive(
@@ -301,7 +331,20 @@ LANGUAGE_MODEL_PRESETS: dict[str, dict[str, Any]] = {
         layer_norm_epsilon=1e-5,
     ),
 }
-PRESETS = {"ModelConfig": MODEL_PRESETS, "LanguageModelConfig": LANGUAGE_MODEL_PRESETS}
+# A classifier's encoder has the shape of the encoder-decoder preset of the same name,
+# so that it can start from a pretrained encoder-decoder of that preset.
+CLASSIFIER_PRESETS: dict[str, dict[str, Any]] = {
+    name: {
+        **{key: value for key, value in preset.items() if "_layers" not in key},
+        "num_layers": preset["num_encoder_layers"],
+    }
+    for name, preset in MODEL_PRESETS.items()
+}
+PRESETS = {
+    "ModelConfig": MODEL_PRESETS,
+    "LanguageModelConfig": LANGUAGE_MODEL_PRESETS,
+    "ClassifierConfig": CLASSIFIER_PRESETS,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,6 +381,10 @@ class DataConfig:
     vocab_model_type: str = "bpe"
     # One vocabulary for both languages (for ModelConfig.share_embeddings); else one each.
     joint_vocabulary: bool = True
+    # Sentinel pieces <extra_id_0>, <extra_id_1>, ... reserved when the vocabulary is
+    # trained, after one <mask> piece (ids MASK and FIRST_SENTINEL on, see constants.py;
+    # text never produces them). Denoising pretraining needs them; 0 reserves nothing.
+    extra_ids: int = 0
     # Longest sequence kept, in tokens with EOS (source) or BOS (target); longer pairs are
     # dropped and counted, like pairs with an empty side.
     max_length: int = 64
@@ -385,6 +432,8 @@ class DataConfig:
                 f"source_language and target_language must differ, both are "
                 f"{self.source_language!r}"
             )
+        if self.extra_ids < 0:
+            raise ValueError(f"extra_ids must be >= 0, got {self.extra_ids!r}")
         if self.bucket_growth <= 1.0:
             raise ValueError(f"bucket_growth must be > 1, got {self.bucket_growth!r}")
         if self.min_bucket_length > self.max_length:
@@ -455,25 +504,59 @@ class DecodeConfig:
             raise ValueError(f"max_length_a must be >= 0, got {self.max_length_a!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class DenoisingConfig:
+    """The self-supervised objective of task `denoising` (see data/noising.py)."""
+
+    # "span_corruption" (T5) or "text_infilling" (BART).
+    objective: str = "span_corruption"
+    # Span corruption: share of the tokens dropped, and the mean length of a dropped span.
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    # Text infilling: share of the tokens masked, and the Poisson mean of a span's length.
+    mask_ratio: float = 0.3
+    poisson_lambda: float = 3.5
+    # Comma-separated languages of the corpus to pretrain on, each a monolingual corpus
+    # shuffled on its own (so no pairing leaks), e.g. "en,de"; "": data.source_language.
+    languages: str = ""
+
+    def __post_init__(self) -> None:
+        _require_choice(self, "objective", ("span_corruption", "text_infilling"))
+        for name in ("noise_density", "mask_ratio"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
+        for name in ("mean_noise_span_length", "poisson_lambda"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+    def language_list(self, data: DataConfig) -> tuple[str, ...]:
+        """The languages to pretrain on."""
+        names = tuple(name.strip() for name in self.languages.split(",") if name.strip())
+        return names or (data.source_language,)
+
+
 # The model config of each task (the YAML's top-level `task:` key; default translation).
 TASK_MODEL_CONFIGS: dict[str, type[BlockConfig]] = {
     "translation": ModelConfig,
     "language_model": LanguageModelConfig,
+    "classification": ClassifierConfig,
+    "denoising": ModelConfig,
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """A whole run: what to train, on which data, and how. YAML: a top-level `task:`
-    key (`translation`, the default, or `language_model`), and sections `model` (the
-    task's model config, with an optional `preset` key that the other keys override),
-    `data`, `train`, `decode`."""
+    key (`translation`, the default, `language_model`, `classification` or `denoising`),
+    and sections `model` (the task's model config, with an optional `preset` key that the
+    other keys override), `data`, `train`, `decode`, `denoising` (task denoising only)."""
 
     task: str = "translation"
     model: BlockConfig = dataclasses.field(default_factory=lambda: ModelConfig.preset("tiny"))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     decode: DecodeConfig = dataclasses.field(default_factory=DecodeConfig)
+    denoising: DenoisingConfig = dataclasses.field(default_factory=DenoisingConfig)
 
     def __post_init__(self) -> None:
         _require_choice(self, "task", tuple(TASK_MODEL_CONFIGS))
@@ -513,6 +596,7 @@ class ExperimentConfig:
             data=from_dict(DataConfig, values.get("data") or {}, where="data."),
             train=from_dict(TrainConfig, values.get("train") or {}, where="train."),
             decode=from_dict(DecodeConfig, values.get("decode") or {}, where="decode."),
+            denoising=from_dict(DenoisingConfig, values.get("denoising") or {}, where="denoising."),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -40,7 +40,8 @@ class PackingReport(NamedTuple):
 
 
 class PackedText(NamedTuple):
-    # Unbatched (inputs int32 [T], targets int32 [T]) sequences.
+    # Unbatched sequences: (inputs int32 [T], targets int32 [T]) from `pack_lines`,
+    # int32 [window] token windows from `pack_windows`.
     dataset: tf.data.Dataset
     report: PackingReport
 
@@ -56,7 +57,22 @@ def pack_lines(
     """Tokenizes scalar tf.string `lines` and packs them into sequences of
     `sequence_length` inputs and targets (see the module docstring). A first pass here
     counts lines, tokens and what is dropped (logged and returned)."""
-    window = sequence_length + 1
+    windows = pack_windows(lines, tokenizer, sequence_length + 1, training=training, name=name)
+    return PackedText(windows.dataset.map(_inputs_and_targets), windows.report)
+
+
+def pack_windows(
+    lines: tf.data.Dataset,
+    tokenizer: tf_text.SentencepieceTokenizer,
+    window: int,
+    *,
+    training: bool = True,
+    name: str = "lines",
+) -> PackedText:
+    """The token stream of scalar tf.string `lines` (BOS + pieces + EOS each) cut into
+    int32 [`window`] sequences; training drops the incomplete last one, evaluation pads
+    it with PAD. A first pass counts lines, tokens and what is dropped (logged and
+    returned)."""
 
     def line_tokens(batch: tf.Tensor) -> tf.Tensor:
         pieces = tokenizer.tokenize(batch)  # ragged [b, (length)]
@@ -82,7 +98,7 @@ def pack_lines(
     )
     tokens = pieces + 2 * kept
     if not kept:
-        raise ValueError(f"{name}: no non-empty line to train a language model on")
+        raise ValueError(f"{name}: no non-empty line to train on")
     stream = batched_lines.map(line_tokens, num_parallel_calls=tf.data.AUTOTUNE)
     sequences = stream.rebatch(window, drop_remainder=training)
     if not training:
@@ -106,13 +122,12 @@ def pack_lines(
         name,
         report.lines,
         report.sequences,
-        sequence_length,
+        window,
         report.dropped_empty,
         report.dropped_tail_tokens,
         report.real_token_share,
     )
-    sequences = sequences.map(lambda ids: _inputs_and_targets(tf.ensure_shape(ids, [window])))
-    return PackedText(sequences, report)
+    return PackedText(sequences.map(lambda ids: tf.ensure_shape(ids, [window])), report)
 
 
 def _inputs_and_targets(window_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

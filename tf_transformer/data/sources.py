@@ -160,21 +160,26 @@ def load_pairs(config: DataConfig, split: str) -> tf.data.Dataset:
     )
 
 
-def load_lines(config: DataConfig, split: str) -> tf.data.Dataset:
-    """The `split` of the corpus `config` names as scalar tf.string lines in
-    `config.source_language` only: SPLIT.LANG[.gz] of a `files` directory (or the
-    first column of SPLIT.tsv), one side of Multi30k, TFDS or the synthetic corpus."""
+def load_lines(config: DataConfig, split: str, language: str | None = None) -> tf.data.Dataset:
+    """The `split` of the corpus `config` names as scalar tf.string lines in `language`
+    (default `config.source_language`) only: SPLIT.LANG[.gz] of a `files` directory (or
+    a column of SPLIT.tsv), one side of Multi30k, TFDS or the synthetic corpus."""
     _check_split(split)
+    language = language or config.source_language
+    if language not in (config.source_language, config.target_language):
+        raise ValueError(
+            f"language {language!r} is neither data.source_language "
+            f"({config.source_language!r}) nor data.target_language ({config.target_language!r})"
+        )
+    side = 0 if language == config.source_language else 1
     directory_stem = {"files": split, "multi30k": MULTI30K_FILE_STEMS[split]}.get(config.source)
     if directory_stem is not None:
-        path = _existing(config.data_dir, f"{directory_stem}.{config.source_language}")
+        path = _existing(config.data_dir, f"{directory_stem}.{language}")
         if path is not None:
             return text_file_lines(path)
         if config.source == "multi30k":
-            raise FileNotFoundError(
-                f"No {directory_stem}.{config.source_language} (or .gz) in {config.data_dir}"
-            )
-    return load_pairs(config, split).map(lambda source, _: source)
+            raise FileNotFoundError(f"No {directory_stem}.{language} (or .gz) in {config.data_dir}")
+    return load_pairs(config, split).map(lambda *pair: pair[side])
 
 
 def text_file_lines(path: str) -> tf.data.Dataset:

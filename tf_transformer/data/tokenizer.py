@@ -20,7 +20,16 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from tf_transformer.config import DataConfig, make_parent_directory
-from tf_transformer.constants import BOS, EOS, PAD, UNK
+from tf_transformer.constants import (
+    BOS,
+    EOS,
+    FIRST_SENTINEL,
+    MASK,
+    MASK_PIECE,
+    PAD,
+    SENTINEL_PIECE,
+    UNK,
+)
 from tf_transformer.data import sources
 
 logger = logging.getLogger(__name__)
@@ -45,8 +54,13 @@ def train_tokenizer(
     normalization_rule_name: str = "nmt_nfkc",
     character_coverage: float = 1.0,
     max_sentences: int = 2_000_000,
+    extra_ids: int = 0,
 ) -> VocabularySummary:
     """Trains a SentencePiece model into `model_prefix`.model / .vocab.
+
+    `extra_ids` > 0 reserves `reserved_pieces(extra_ids)` as control symbols (ids MASK,
+    FIRST_SENTINEL, ...: text never produces them, decoding drops them) inside the
+    `vocab_size` pieces.
 
     Empty lines are skipped and counted. SentencePiece trains on a random sample of
     `max_sentences` sentences when given more. `character_coverage=1.0` gives every
@@ -83,6 +97,7 @@ def train_tokenizer(
             normalization_rule_name=normalization_rule_name,
             character_coverage=character_coverage,
             max_sentences=max_sentences,
+            control_symbols=reserved_pieces(extra_ids),
         )
         make_parent_directory(model_prefix)
         for suffix in (".model", ".vocab"):
@@ -111,6 +126,7 @@ def _train_sentencepiece(
     normalization_rule_name: str,
     character_coverage: float,
     max_sentences: int,
+    control_symbols: tuple[str, ...],
 ) -> None:
     """Runs the SentencePiece trainer into the local `model_prefix`.model / .vocab."""
     try:
@@ -126,6 +142,7 @@ def _train_sentencepiece(
             normalization_rule_name=normalization_rule_name,
             character_coverage=character_coverage,
             input_sentence_size=max_sentences,
+            control_symbols=list(control_symbols),
             minloglevel=1,  # SentencePiece's own INFO lines are many; keep warnings
         )
     except RuntimeError as error:
@@ -154,6 +171,31 @@ def _vocabulary_error(error: RuntimeError, vocab_size: int, sentences: int) -> V
     return ValueError(f"SentencePiece could not train vocab_size={vocab_size}: {message}")
 
 
+def reserved_pieces(extra_ids: int) -> tuple[str, ...]:
+    """The pieces `extra_ids` reserves: the mask, then that many sentinels (none for 0)."""
+    if not extra_ids:
+        return ()
+    return (MASK_PIECE, *(SENTINEL_PIECE.format(index) for index in range(extra_ids)))
+
+
+def check_reserved_pieces(model_path: str, extra_ids: int) -> None:
+    """Raises ValueError unless the vocabulary at `model_path` holds the mask piece at
+    MASK and `extra_ids` sentinels from FIRST_SENTINEL on."""
+    with tf.io.gfile.GFile(model_path, "rb") as model_file:
+        processor = sentencepiece.SentencePieceProcessor(model_proto=model_file.read())
+    expected = reserved_pieces(extra_ids)
+    found = tuple(
+        processor.id_to_piece(index) if index < processor.get_piece_size() else None
+        for index in range(MASK, MASK + len(expected))
+    )
+    if found != expected:
+        raise ValueError(
+            f"{model_path} does not reserve the mask and {extra_ids} sentinel pieces at ids "
+            f"{MASK}..{FIRST_SENTINEL + extra_ids - 1}: train the vocabulary with "
+            f"data.extra_ids={extra_ids} (a vocabulary trained without it cannot be used)"
+        )
+
+
 def vocabulary_paths(config: DataConfig) -> tuple[str, str]:
     """The SentencePiece model files (local paths or URLs) for the source and the target
     side: one file, twice, for a joint vocabulary."""
@@ -163,22 +205,29 @@ def vocabulary_paths(config: DataConfig) -> tuple[str, str]:
     return f"{prefix}.{config.source_language}.model", f"{prefix}.{config.target_language}.model"
 
 
-def build_vocabulary(config: DataConfig, monolingual: bool = False) -> list[VocabularySummary]:
+def build_vocabulary(
+    config: DataConfig, languages: tuple[str, ...] | None = None
+) -> list[VocabularySummary]:
     """Trains the vocabulary (or the two vocabularies) of `config` on its training split;
-    `monolingual`: one vocabulary on the source-language lines (`sources.load_lines`),
-    for a language model."""
+    `languages`: one joint vocabulary on those languages' lines (`sources.load_lines`)
+    instead, for monolingual tasks."""
     corpus = config.tfds_name or config.data_dir or f"synthetic (seed {config.synthetic_seed})"
     source_path, target_path = vocabulary_paths(config)
-    if monolingual:
+    if languages:
         logger.info(
             "training a %s vocabulary of %d pieces on the %s train split of %s",
             config.vocab_model_type,
             config.vocab_size,
-            config.source_language,
+            "+".join(languages),
             corpus,
         )
-        lines = sources.load_lines(config, "train").prefetch(tf.data.AUTOTUNE)
-        sentences = (line.decode("utf-8") for line in lines.as_numpy_iterator())
+        sentences = (
+            line.decode("utf-8")
+            for language in languages
+            for line in sources.load_lines(config, "train", language)
+            .prefetch(tf.data.AUTOTUNE)
+            .as_numpy_iterator()
+        )
         return [_train_from_config(sentences, source_path, config)]
     logger.info(
         "training %s %s vocabulary of %d pieces on the train split of %s, %s-%s",
@@ -208,7 +257,13 @@ def _train_from_config(
     sentences: Iterable[str], model_path: str, config: DataConfig
 ) -> VocabularySummary:
     model_prefix = model_path.removesuffix(".model")
-    return train_tokenizer(sentences, model_prefix, config.vocab_size, config.vocab_model_type)
+    return train_tokenizer(
+        sentences,
+        model_prefix,
+        config.vocab_size,
+        config.vocab_model_type,
+        extra_ids=config.extra_ids,
+    )
 
 
 def load_tokenizer(model_path: str | os.PathLike) -> tf_text.SentencepieceTokenizer:

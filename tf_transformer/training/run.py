@@ -173,7 +173,9 @@ def _wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
         strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
-def _prepare_vocabulary(given: DataConfig, in_run: DataConfig, monolingual: bool) -> None:
+def _prepare_vocabulary(
+    given: DataConfig, in_run: DataConfig, languages: tuple[str, ...] | None
+) -> None:
     """Puts the vocabulary at `in_run`'s prefix (kept on a resume, else copied from the
     one `given` points at, else trained)."""
     run_paths = list(dict.fromkeys(tokenizer.vocabulary_paths(in_run)))
@@ -184,16 +186,18 @@ def _prepare_vocabulary(given: DataConfig, in_run: DataConfig, monolingual: bool
         for given_path, run_path in zip(given_paths, run_paths, strict=True):
             tf.io.gfile.copy(given_path, run_path, overwrite=True)
         return
-    for summary in tokenizer.build_vocabulary(in_run, monolingual=monolingual):
+    for summary in tokenizer.build_vocabulary(in_run, languages):
         logger.info("Trained vocabulary: %s", summary)
 
 
 @contextlib.contextmanager
 def run_directory(
-    experiment: ExperimentConfig, output_dir: str, monolingual: bool = False
+    experiment: ExperimentConfig,
+    output_dir: str,
+    languages: tuple[str, ...] | None = None,
 ) -> Iterator[Run]:
     """Sets the seed, strategy and dtype policy of `experiment`, puts the vocabulary in
-    the run (`monolingual`: trained on the source-language side only) and yields the
+    the run (`languages`: one vocabulary trained on those languages' lines only) and yields the
     `Run`; a non-chief worker's scratch directory is removed at the end."""
     started = time.perf_counter()
     run_dir = str(output_dir).rstrip("/")
@@ -214,7 +218,7 @@ def run_directory(
     try:
         if chief:
             tf.io.gfile.makedirs(run_dir)
-            _prepare_vocabulary(experiment.data, in_run, monolingual)
+            _prepare_vocabulary(experiment.data, in_run, languages)
         _wait_for_every_worker(strategy)
         yield Run(recorded, in_run, run_dir, strategy, scratch_dir, started)
     finally:
