@@ -367,11 +367,20 @@ def _add_train(subcommands: argparse._SubParsersAction) -> None:
         help="the final model is exported as the SavedModel EXPORT_DIR/NAME/N, N the next "
         "version (default: saved_models)",
     )
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="fine-tune from a pretrained run directory (train.init_from): translation takes "
+        "its encoder-decoder, classification its encoder, and both its vocabulary",
+    )
     parser.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    experiment = config.load(args.config, args.set)  # config errors before the slow import
+    overrides = list(args.set)
+    if getattr(args, "init_from", None):
+        overrides.append(f"train.init_from={json.dumps(args.init_from)}")
+    experiment = config.load(args.config, overrides)  # config errors before the slow import
     from tf_transformer import tasks  # imports TensorFlow: only when it runs
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -386,7 +395,13 @@ def _run_train(args: argparse.Namespace) -> None:
 
 def print_training_summary(task: str, metrics: dict, run_dir: str) -> None:
     """The test scores, steps, time and samples of a finished run."""
-    if task == "language_model":
+    if task == "classification":
+        print(
+            f"\nTest accuracy {metrics['test_accuracy']:.2f}, macro-F1 "
+            f"{metrics['test_macro_f1']:.2f} (labels {', '.join(metrics['labels'])})"
+        )
+        print(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f} s.")
+    elif task == "language_model":
         print(
             f"\nTest perplexity {metrics['test_perplexity']:.2f} per token, "
             f"{metrics['test_word_perplexity']:.2f} per word"

@@ -318,14 +318,15 @@ def make_dataset(
 
 
 def split_among_replicas(batches: tf.data.Dataset, replicas: int) -> tf.data.Dataset:
-    """Each batch of `batches` (any nest of ``[rows, length]`` tensors, rows a multiple
+    """Each batch of `batches` (any nest of ``[rows, ...]`` tensors, rows a multiple
     of `replicas`) as `replicas` consecutive batches of one shape, one per replica."""
     if replicas == 1:
         return batches
     return batches.flat_map(
         lambda *batch: tf.data.Dataset.from_tensor_slices(
             tf.nest.map_structure(
-                lambda ids: tf.reshape(ids, [replicas, -1, tf.shape(ids)[1]]), batch
+                lambda ids: tf.reshape(ids, tf.concat([[replicas, -1], tf.shape(ids)[1:]], 0)),
+                batch,
             )
         )
     )

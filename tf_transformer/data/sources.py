@@ -73,7 +73,7 @@ def tsv_pairs(path: str | os.PathLike) -> tf.data.Dataset:
     """A tab-separated file, plain or `.gz`: one "source<TAB>target" pair per line. An
     empty line is an empty pair."""
     path = os.fspath(path)
-    for line_number, line in _lines(path):
+    for line_number, line in checked_lines(path):
         fields = line.count("\t") + 1
         if line.strip() and fields != 2:
             raise ValueError(
@@ -203,7 +203,7 @@ def _existing(directory: str, name: str) -> str | None:
     return None
 
 
-def _lines(path: str) -> Iterator[tuple[int, str]]:
+def checked_lines(path: str) -> Iterator[tuple[int, str]]:
     """(line number, text) for each line of a plain or gzipped UTF-8 file."""
     if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise FileNotFoundError(f"Text file not found: {path}")
@@ -235,7 +235,7 @@ def binary_lines(data) -> Iterator[bytes]:
 
 def _count_lines(path: str) -> int:
     """Lines in `path`, after checking each is valid UTF-8."""
-    return sum(1 for _ in _lines(path))
+    return sum(1 for _ in checked_lines(path))
 
 
 def _text_lines(path: str) -> tf.data.Dataset:

@@ -228,7 +228,7 @@ def build_vocabulary(
             .prefetch(tf.data.AUTOTUNE)
             .as_numpy_iterator()
         )
-        return [_train_from_config(sentences, source_path, config)]
+        return [train_vocabulary(sentences, source_path, config)]
     logger.info(
         "training %s %s vocabulary of %d pieces on the train split of %s, %s-%s",
         "a joint" if config.joint_vocabulary else "a per-language",
@@ -241,10 +241,10 @@ def build_vocabulary(
     pairs = sources.load_pairs(config, "train")
     if config.joint_vocabulary:
         sentences = (text for pair in _decoded(pairs) for text in pair)
-        return [_train_from_config(sentences, source_path, config)]
+        return [train_vocabulary(sentences, source_path, config)]
     return [
-        _train_from_config((source for source, _ in _decoded(pairs)), source_path, config),
-        _train_from_config((target for _, target in _decoded(pairs)), target_path, config),
+        train_vocabulary((source for source, _ in _decoded(pairs)), source_path, config),
+        train_vocabulary((target for _, target in _decoded(pairs)), target_path, config),
     ]
 
 
@@ -253,9 +253,10 @@ def _decoded(pairs: tf.data.Dataset) -> Iterator[tuple[str, str]]:
         yield source.decode("utf-8"), target.decode("utf-8")
 
 
-def _train_from_config(
+def train_vocabulary(
     sentences: Iterable[str], model_path: str, config: DataConfig
 ) -> VocabularySummary:
+    """Trains the vocabulary `config` describes on `sentences` into `model_path`."""
     model_prefix = model_path.removesuffix(".model")
     return train_tokenizer(
         sentences,

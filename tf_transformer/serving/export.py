@@ -16,7 +16,7 @@ Translation signatures (inputs: `inputs`, tf.string ``[batch]``):
         Draws from the export's seed (`--seed`).
     sample_with_seed: `sample` with a `seed` input (int64 scalar) per request. A
         signature's inputs cannot be optional, hence two signatures.
-Language-model signatures: see `export_generator`.
+Language-model signatures: see `export_generator`; the classifier's: `export_classifier`.
 Sampling is stateless (`decoding.sampling`): equal requests with equal seeds get equal
 samples, concurrently too, and bad parameters fail with InvalidArgumentError naming them.
 
@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from tf_transformer.config import DecodeConfig, join_path, load_run
 from tf_transformer.data.tokenizer import vocabulary_paths
+from tf_transformer.decoding.classifier import TextClassifier, text_probabilities
 from tf_transformer.decoding.generator import (
     Generator,
     continuation_texts,
@@ -390,7 +391,18 @@ def export_run(
     `decode_config` (default: the run's `decode` section) and, for translation,
     `num_samples` samples per sentence in the sample signatures; returns the version
     directory."""
-    if load_run(run_dir).task == "language_model":
+    task = load_run(run_dir).task
+    if task == "classification":
+        classifier = TextClassifier.from_run(run_dir)
+        return export_classifier(
+            classifier.model,
+            classifier.tokenizer,
+            classifier.labels,
+            classifier.max_length,
+            [vocabulary_paths(load_run(run_dir).data)[0]],
+            output_dir,
+        )
+    if task == "language_model":
         generator = Generator.from_run(run_dir, decode_config, jit_compile=False)
         return export_generator(
             generator.model,
@@ -409,3 +421,34 @@ def export_run(
         output_dir,
         num_samples,
     )
+
+
+def export_classifier(
+    model,
+    tokenizer,
+    labels: list[str],
+    max_length: int,
+    vocabulary_files: list[str],
+    output_dir: str,
+) -> str:
+    """Writes a classifier's SavedModel to the next version directory OUTPUT_DIR/N and
+    returns it. serving_default: `inputs` tf.string ``[batch]`` -> `label` tf.string
+    ``[batch]`` (the most probable) and `probabilities` float32 ``[batch, classes]`` (in
+    the order of the run's labels.txt)."""
+    model = float32_copy(model)
+    label_table = tf.constant(labels, tf.string)
+
+    def serving_default(inputs):
+        probabilities = text_probabilities(model, tokenizer, inputs, max_length)
+        best = tf.argmax(probabilities, axis=1, output_type=tf.int32)
+        return {"label": tf.gather(label_table, best), "probabilities": probabilities}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    archive.add_endpoint(
+        "serving_default",
+        serving_default,
+        input_signature=[tf.TensorSpec([None], tf.string, name="inputs")],
+    )
+    return write_version(archive, vocabulary_files, output_dir)

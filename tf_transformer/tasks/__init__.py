@@ -7,9 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from tf_transformer.config import ExperimentConfig
-from tf_transformer.tasks import language_model, translation
+from tf_transformer.tasks import classification, language_model, translation
 
-TASKS = {"translation": translation.train, "language_model": language_model.train}
+TASKS = {
+    "translation": translation.train,
+    "language_model": language_model.train,
+    "classification": classification.train,
+}
 
 
 def run(

@@ -33,7 +33,11 @@ def train(
     """Trains and validates a language model on `experiment.data`'s source-language
     text, saves it (float32 model.keras), scores it on the test split, and exports it to
     EXPORT_PATH/N when `export_path` is given; returns the metrics it writes."""
-    with run_directory(experiment, output_dir, (experiment.data.source_language,)) as run:
+    with run_directory(
+        experiment,
+        output_dir,
+        lambda data: tokenizer.build_vocabulary(data, (data.source_language,)),
+    ) as run:
         return _train(run, export_path)
 
 

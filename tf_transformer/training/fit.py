@@ -66,14 +66,49 @@ def build_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(**options)
 
 
-def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
+def compile_for_training(
+    model: keras.Model,
+    config: TrainConfig,
+    loss: keras.losses.Loss | None = None,
+    weighted_metrics: list | None = None,
+) -> None:
+    """Compiles `model` with the optimizer of `config` and the token-level loss and
+    metrics of the sequence tasks, or `loss` and `weighted_metrics` (which datasets of
+    (inputs, targets, sample weights) weigh) when given."""
+    if loss is None:
+        loss = MaskedLabelSmoothedCrossEntropy(config.label_smoothing)
+        metrics = [MaskedAccuracy(), MaskedPerplexity()]
+    else:
+        metrics = None
     model.compile(
         optimizer=build_optimizer(config),
-        loss=MaskedLabelSmoothedCrossEntropy(config.label_smoothing),
-        metrics=[MaskedAccuracy(), MaskedPerplexity()],
+        loss=loss,
+        metrics=metrics,
+        weighted_metrics=weighted_metrics,
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )
+
+
+def freeze_layers(model: keras.Model, names: str) -> list[str]:
+    """Sets `trainable=False` on the layers of `model` named (or name-prefixed) by the
+    comma-separated `names`; returns the layers frozen.
+
+    Raises:
+        ValueError: a name matches no layer (the message lists the layers).
+    """
+    frozen = []
+    for prefix in (name.strip() for name in names.split(",") if name.strip()):
+        matches = [layer for layer in model.layers if layer.name.startswith(prefix)]
+        if not matches:
+            raise ValueError(
+                f"train.frozen_layers: no layer of {type(model).__name__} is named "
+                f"{prefix!r}...; its layers: {', '.join(layer.name for layer in model.layers)}"
+            )
+        for layer in matches:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen
 
 
 def training_callbacks(

@@ -39,6 +39,7 @@ from tf_transformer.models.precision import float32_copy
 from tf_transformer.training.callbacks import optimizer_updates
 from tf_transformer.training.fit import (
     compile_for_training,
+    freeze_layers,
     fit_model,
     resolve_precision,
     resumed_batches,
@@ -87,6 +88,9 @@ class Run:
         validation_dataset: Callable[[tf.distribute.InputContext], tf.data.Dataset],
         validation_score: Callable[[keras.Model], tuple[str, Callable[[], float]]] | None = None,
         on_training_contexts: Callable[[list[tf.distribute.InputContext]], Any] | None = None,
+        initialize: Callable[[keras.Model], Any] | None = None,
+        loss: keras.losses.Loss | None = None,
+        weighted_metrics: list | None = None,
     ) -> tuple[keras.Model, dict[str, Any]]:
         """Builds and compiles `build_model()` in the strategy's scope and fits it
         (`training.fit.fit_model`) on the distributed datasets: `training_dataset(context,
@@ -94,6 +98,10 @@ class Run:
         the whole split on every worker (`whole_dataset_context`). `validation_score(model)`
         names the score the best checkpoint follows (else the validation loss).
         `on_training_contexts` gets the training input contexts before training starts.
+        `initialize(model)` sets the built model's weights before training (fine-tuning
+        from a pretrained run; a resumed run then restores its backup over them); the
+        layers train.frozen_layers names stay fixed. `loss` and `weighted_metrics`
+        replace the sequence tasks' token loss and metrics (`compile_for_training`).
 
         Returns the model and its metrics (steps, initial step, history)."""
         resumed = resumed_batches(self.run_dir, self.experiment.train)
@@ -110,7 +118,12 @@ class Run:
         with self.strategy.scope():
             model = build_model()
             model.build()
-            compile_for_training(model, self.experiment.train)
+            if initialize is not None:
+                initialize(model)
+            frozen = freeze_layers(model, self.experiment.train.frozen_layers)
+            if frozen:
+                logger.info("frozen layers: %s", ", ".join(frozen))
+            compile_for_training(model, self.experiment.train, loss, weighted_metrics)
         history, stop_at_step = fit_model(
             model,
             training_batches,
@@ -174,10 +187,10 @@ def _wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
 
 
 def _prepare_vocabulary(
-    given: DataConfig, in_run: DataConfig, languages: tuple[str, ...] | None
+    given: DataConfig, in_run: DataConfig, build_vocabulary: Callable[[DataConfig], list]
 ) -> None:
     """Puts the vocabulary at `in_run`'s prefix (kept on a resume, else copied from the
-    one `given` points at, else trained)."""
+    one `given` points at, else trained by `build_vocabulary(in_run)`)."""
     run_paths = list(dict.fromkeys(tokenizer.vocabulary_paths(in_run)))
     given_paths = list(dict.fromkeys(tokenizer.vocabulary_paths(given)))
     if all(map(tf.io.gfile.exists, run_paths)):
@@ -186,7 +199,7 @@ def _prepare_vocabulary(
         for given_path, run_path in zip(given_paths, run_paths, strict=True):
             tf.io.gfile.copy(given_path, run_path, overwrite=True)
         return
-    for summary in tokenizer.build_vocabulary(in_run, languages):
+    for summary in build_vocabulary(in_run):
         logger.info("Trained vocabulary: %s", summary)
 
 
@@ -194,10 +207,10 @@ def _prepare_vocabulary(
 def run_directory(
     experiment: ExperimentConfig,
     output_dir: str,
-    languages: tuple[str, ...] | None = None,
+    build_vocabulary: Callable[[DataConfig], list] = tokenizer.build_vocabulary,
 ) -> Iterator[Run]:
     """Sets the seed, strategy and dtype policy of `experiment`, puts the vocabulary in
-    the run (`languages`: one vocabulary trained on those languages' lines only) and yields the
+    the run (trained by `build_vocabulary(data)` if the config names none) and yields the
     `Run`; a non-chief worker's scratch directory is removed at the end."""
     started = time.perf_counter()
     run_dir = str(output_dir).rstrip("/")
@@ -218,7 +231,7 @@ def run_directory(
     try:
         if chief:
             tf.io.gfile.makedirs(run_dir)
-            _prepare_vocabulary(experiment.data, in_run, languages)
+            _prepare_vocabulary(experiment.data, in_run, build_vocabulary)
         _wait_for_every_worker(strategy)
         yield Run(recorded, in_run, run_dir, strategy, scratch_dir, started)
     finally:
