@@ -39,8 +39,8 @@ from tf_transformer.models.precision import float32_copy
 from tf_transformer.training.callbacks import optimizer_updates
 from tf_transformer.training.fit import (
     compile_for_training,
-    freeze_layers,
     fit_model,
+    freeze_layers,
     resolve_precision,
     resumed_batches,
 )
