@@ -31,8 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_build_vocab(subcommands)
     _add_train(subcommands)
+    _add_pretrain(subcommands)
     _add_translate(subcommands)
     _add_generate(subcommands)
+    _add_classify(subcommands)
     _add_evaluate(subcommands)
     _add_export(subcommands)
     _add_benchmark(subcommands)
@@ -275,6 +277,48 @@ def _run_generate(args: argparse.Namespace) -> None:
             print("".join(f"{h.score:.4f}\t{h.text}\n" for h in hypotheses), end="")
 
 
+def _add_classify(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "classify",
+        help="label texts with a trained classifier",
+        description="Labels each TEXT (or each line of standard input when none is given) "
+        "and prints one 'label<TAB>probability' line per text.",
+    )
+    parser.add_argument("--model", required=True, help="classification run directory")
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts (default: stdin)")
+    parser.set_defaults(run=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> None:
+    from tf_transformer.decoding.classifier import TextClassifier  # imports TensorFlow
+
+    classifier = TextClassifier.from_run(args.model)
+    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    for prediction in classifier.classify(texts):
+        print(f"{prediction.label}\t{prediction.probability:.4f}")
+
+
+def _add_pretrain(subcommands: argparse._SubParsersAction) -> None:
+    parser = subcommands.add_parser(
+        "pretrain",
+        help="pretrain an encoder-decoder on monolingual text (task denoising)",
+        description="Pretrains an encoder-decoder by span corruption or text infilling "
+        "(the config's denoising section) on monolingual text, writing a run directory "
+        "that `train --init-from` fine-tunes. Rerunning the same command resumes.",
+    )
+    _add_config_arguments(parser)
+    parser.add_argument("--output-dir", help="run directory (default: runs/NAME)")
+    parser.set_defaults(run=_run_pretrain, export_dir="saved_models", init_from=None)
+
+
+def _run_pretrain(args: argparse.Namespace) -> None:
+    task = config.load(args.config, args.set).task
+    if task not in ("translation", "denoising"):  # translation: no task key given
+        raise ValueError(f"pretrain trains task denoising; the config names task {task!r}")
+    args.set = ["task=denoising", *args.set]
+    _run_train(args)
+
+
 def _add_translate(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "translate",
@@ -401,6 +445,12 @@ def print_training_summary(task: str, metrics: dict, run_dir: str) -> None:
             f"{metrics['test_macro_f1']:.2f} (labels {', '.join(metrics['labels'])})"
         )
         print(f"{metrics['steps']} steps in {metrics['wall_time_s']:.0f} s.")
+    elif task == "denoising":
+        print(
+            f"\nValidation loss {metrics['validation_loss']:.4f} ({metrics['objective']} on "
+            f"{', '.join(metrics['languages'])}); {metrics['steps']} steps in "
+            f"{metrics['wall_time_s']:.0f} s."
+        )
     elif task == "language_model":
         print(
             f"\nTest perplexity {metrics['test_perplexity']:.2f} per token, "

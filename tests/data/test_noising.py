@@ -113,3 +113,42 @@ def test_text_infilling_keeps_unmasked_tokens_and_inserts_zero_length_spans():
             else:
                 previous = token
     assert zero_length_spans > 0
+
+
+def test_the_same_seed_corrupts_the_same_way_under_mirrored_strategy(two_cpu_strategy):
+    from tf_transformer.config import DataConfig, DenoisingConfig
+
+    objective = DenoisingConfig()
+    config = DataConfig(max_length=16, min_bucket_length=16, batch_tokens=64)
+    raw_length, _ = noising.denoising_lengths(objective, config.max_length)
+    windows = tf.data.Dataset.range(10).map(
+        lambda row: FIRST_TEXT_ID + tf.cast(row, tf.int32) * raw_length + tf.range(raw_length)
+    )
+
+    def make(context=None):
+        return noising.make_denoising_dataset(
+            windows, config, objective, seed=5, input_context=context, training=False
+        )
+
+    alone = [batch[0]["encoder_inputs"] for batch in make().as_numpy_iterator()]
+    distributed = two_cpu_strategy.distribute_datasets_from_function(make)
+    replicated = [
+        np.concatenate(
+            [
+                t.numpy()
+                for t in two_cpu_strategy.experimental_local_results(batch[0]["encoder_inputs"])
+            ]
+        )
+        for batch in distributed
+    ]
+    expected = np.concatenate(alone)
+    got = np.concatenate(replicated)
+    assert expected.shape == (12, 16)  # 10 windows, then 2 filler rows (4 rows per batch)
+    np.testing.assert_array_equal(got, expected)
+    # Each row is its window corrupted with example_seed(5, index).
+    inputs, _ = noising.span_corruption(
+        windows.skip(3).take(1).get_single_element(),
+        noising.example_seed(5, 3),
+        noising.FIRST_SENTINEL,
+    )
+    np.testing.assert_array_equal(expected[3], inputs.numpy())

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_transformer.constants import EOS
+from tf_transformer.config import DataConfig, DenoisingConfig
+from tf_transformer.constants import BOS, EOS, FIRST_SENTINEL, MASK, PAD
+from tf_transformer.data import pipeline
 
 
 def span_corruption_counts(
@@ -165,3 +167,107 @@ def text_infilling(
         tf.gather(tokens, tf.minimum(source_index, length - 1)),
     )
     return inputs, tokens
+
+
+def denoising_lengths(objective: DenoisingConfig, inputs_length: int) -> tuple[int, int]:
+    """(raw tokens per packed window, decoder length) for encoder inputs of
+    `inputs_length` tokens: span corruption's exact lengths; for text infilling the
+    window is inputs_length - 1 tokens (the inputs add EOS) and the decoder reads BOS +
+    the window."""
+    if objective.objective == "span_corruption":
+        return span_corruption_lengths(
+            inputs_length, objective.noise_density, objective.mean_noise_span_length
+        )
+    return inputs_length - 1, inputs_length
+
+
+def sentinels_needed(objective: DenoisingConfig, inputs_length: int) -> int:
+    """Sentinel ids span corruption uses on packed windows for `inputs_length` inputs."""
+    if objective.objective != "span_corruption":
+        return 0
+    raw_length, _ = denoising_lengths(objective, inputs_length)
+    return span_corruption_counts(
+        raw_length, objective.noise_density, objective.mean_noise_span_length
+    )[1]
+
+
+def denoising_example(
+    objective: DenoisingConfig, window: tf.Tensor, seed: tf.Tensor, inputs_length: int
+) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    """One packed window corrupted by `objective` into the encoder-decoder's format:
+    ({"encoder_inputs" [inputs_length], "decoder_inputs" [T]}, targets [T]), with
+    decoder_inputs = BOS + targets[:-1]."""
+    if objective.objective == "span_corruption":
+        inputs, targets = span_corruption(
+            window,
+            seed,
+            FIRST_SENTINEL,
+            objective.noise_density,
+            objective.mean_noise_span_length,
+        )
+    else:
+        inputs, original = text_infilling(
+            window, seed, MASK, objective.mask_ratio, objective.poisson_lambda
+        )
+        eos = tf.constant([EOS], window.dtype)
+        inputs = tf.concat([inputs[: inputs_length - 1], eos], 0)
+        targets = tf.concat([original, eos], 0)
+    inputs = tf.pad(inputs, [[0, inputs_length - tf.shape(inputs)[0]]], constant_values=PAD)
+    decoder_inputs = tf.concat([tf.constant([BOS], window.dtype), targets[:-1]], 0)
+    return {
+        "encoder_inputs": tf.ensure_shape(inputs, [inputs_length]),
+        "decoder_inputs": decoder_inputs,
+    }, targets
+
+
+def make_denoising_dataset(
+    windows: tf.data.Dataset,
+    config: DataConfig,
+    objective: DenoisingConfig,
+    seed: int,
+    input_context: tf.distribute.InputContext | None = None,
+    *,
+    training: bool = True,
+    initial_step: int = 0,
+    name: str | None = None,
+) -> tf.data.Dataset:
+    """Per-replica batches of packed token `windows` (`packing.pack_windows`) corrupted
+    by `objective`, batch_tokens // max_length rows per replica, one static shape.
+
+    Example k of this input pipeline is corrupted with `example_seed(seed, g)`, g its
+    index in the whole stream (k * pipelines + pipeline id), whatever the replicas:
+    training repeats the shuffled windows here, so every epoch (and a resumed run, from
+    `initial_step`) draws new noise; evaluation draws the same noise every time."""
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        windows = windows.shard(pipelines, pipeline_id)
+    windows = pipeline.cached_examples(windows, config, name, input_context)
+    replicas = pipeline.replicas_per_pipeline(input_context)
+    rows = replicas * (pipeline.replica_batch_tokens(config, input_context) // config.max_length)
+    first_index = 0
+    if training:
+        windows = windows.shuffle(
+            config.shuffle_buffer_size,
+            seed=pipeline.shuffle_seed_for(config.shuffle_seed, initial_step),
+        ).repeat()
+        first_index = initial_step * rows
+    examples = windows.enumerate(first_index).map(
+        lambda index, window: denoising_example(
+            objective,
+            window,
+            example_seed(seed, index * pipelines + pipeline_id),
+            config.max_length,
+        ),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    batches = examples.batch(rows, drop_remainder=training)
+    if not training:
+        batches = batches.map(
+            lambda features, targets: tf.nest.map_structure(
+                lambda ids: tf.pad(ids, [[0, rows - tf.shape(ids)[0]], [0, 0]]),
+                (features, targets),
+            )
+        )
+    return pipeline.split_among_replicas(batches, replicas).prefetch(tf.data.AUTOTUNE)

@@ -7,12 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 from tf_transformer.config import ExperimentConfig
-from tf_transformer.tasks import classification, language_model, translation
+from tf_transformer.tasks import classification, denoising, language_model, translation
 
 TASKS = {
     "translation": translation.train,
     "language_model": language_model.train,
     "classification": classification.train,
+    "denoising": denoising.train,
 }
 
 

@@ -18,11 +18,13 @@ from tf_transformer.data import pipeline, sources, tokenizer
 from tf_transformer.decoding.translator import Translator
 from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.models.transfer import copy_layer_weights, model_layers
 from tf_transformer.serving.export import export_translator
-from tf_transformer.training.run import (
-    Run,
-    run_directory,
-)
+from tf_transformer.training.pretrained import from_pretrained_run, load_pretrained_model
+from tf_transformer.training.run import Run, run_directory
+
+# Runs a translation model can start from: it takes their whole encoder-decoder.
+PRETRAINED_TASKS = ("denoising", "translation")
 
 
 def text_pairs(pairs: tf.data.Dataset, limit: int | None = None) -> tuple[list[str], list[str]]:
@@ -46,6 +48,7 @@ def train(
     precision) and, if `export_path` is given, is exported there as a versioned
     SavedModel (EXPORT_PATH/N, strings in and out). Paths are local or tf.io.gfile URLs.
     """
+    experiment = from_pretrained_run(experiment, output_dir, PRETRAINED_TASKS)
     with run_directory(experiment, output_dir) as run:
         return _train(run, export_path)
 
@@ -92,6 +95,10 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
             pipeline.bucket_report(training_pairs.length_counts, data, (contexts or [None])[0])
         )
 
+    def initialize(model):
+        pretrained = load_pretrained_model(train_config.init_from)
+        copy_layer_weights(model_layers(model), model_layers(pretrained), train_config.init_from)
+
     model, metrics = run.fit(
         lambda: Seq2SeqTransformer(experiment.model),
         lambda context, resumed: pipeline.make_dataset(
@@ -102,6 +109,7 @@ def _train(run: Run, export_path: str | None) -> dict[str, Any]:
         ),
         validation_bleu,
         report_buckets,
+        initialize=initialize if train_config.init_from else None,
     )
     if not run.chief:
         return metrics

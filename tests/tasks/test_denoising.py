@@ -1,0 +1,93 @@
+"""Denoising pretraining on the synthetic corpus, and translation fine-tuned from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sentencepiece
+
+from tf_transformer import config as config_lib
+from tf_transformer.cli import main
+from tf_transformer.constants import FIRST_SENTINEL, MASK
+from tf_transformer.tasks import denoising, translation
+from tf_transformer.training.pretrained import load_pretrained_model
+
+TINY_SHAPE = [
+    "model.d_model=32",
+    "model.ffn_dim=64",
+    "model.num_encoder_layers=1",
+    "model.num_decoder_layers=1",
+    "model.max_length=32",
+    "data.synthetic_train_size=300",
+    "data.synthetic_eval_size=10",
+    "data.vocab_size=200",
+    "data.max_length=32",
+    "data.batch_tokens=256",
+    "train.jit_compile=false",
+]
+TINY_PRETRAINING = [
+    "task=denoising",
+    *TINY_SHAPE,
+    "data.extra_ids=4",
+    "denoising.languages=en,de",
+    "train.steps=20",
+    "train.eval_every=10",
+]
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("pretrained")
+    metrics = denoising.train(config_lib.load(overrides=TINY_PRETRAINING), str(run_dir))
+    return run_dir, metrics
+
+
+def test_pretraining_reserves_the_pieces_and_lowers_the_loss(pretrained_run):
+    run_dir, metrics = pretrained_run
+    processor = sentencepiece.SentencePieceProcessor(
+        model_file=str(run_dir / "sentencepiece.model")
+    )
+    pieces = [processor.id_to_piece(index) for index in range(MASK, FIRST_SENTINEL + 4)]
+    assert pieces == ["<mask>", "<extra_id_0>", "<extra_id_1>", "<extra_id_2>", "<extra_id_3>"]
+    assert metrics["languages"] == ["en", "de"]
+    assert (metrics["inputs_length"], metrics["raw_tokens_per_window"]) == (32, 34)
+    assert metrics["packing"]["train"]["real_token_share"] == 1.0
+    loss = metrics["history"]["loss"]
+    assert loss[1] < loss[0]
+
+
+def test_translation_fine_tuned_from_it_starts_from_its_weights(pretrained_run, tmp_path):
+    run_dir, _ = pretrained_run
+    fine_tune = config_lib.load(
+        overrides=[
+            *TINY_SHAPE,
+            "train.steps=1",
+            "train.eval_every=1",
+            "train.bleu_sentences=2",
+            "train.peak_learning_rate=1e-9",
+            f"train.init_from={run_dir}",
+        ]
+    )
+    translation.train(fine_tune, str(tmp_path / "fine_tuned"))
+    before = load_pretrained_model(str(run_dir))
+    after = load_pretrained_model(str(tmp_path / "fine_tuned"))
+    assert len(before.weights) == len(after.weights)
+    for old, new in zip(before.weights, after.weights, strict=True):
+        np.testing.assert_allclose(np.asarray(new), np.asarray(old), atol=1e-6, err_msg=old.path)
+
+
+def test_a_vocabulary_without_the_sentinels_and_a_wrong_task_are_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="data.extra_ids=0: span_corruption .* set data.extra_ids"):
+        denoising.train(
+            config_lib.load(overrides=[*TINY_PRETRAINING, "data.extra_ids=0"]), str(tmp_path)
+        )
+    assert main(["pretrain", "--set", "task=language_model", "--output-dir", str(tmp_path)]) == 2
+    assert "pretrain trains task denoising" in capsys.readouterr().err
+
+
+def test_translation_cannot_start_from_a_language_model(tiny_lm_run, tmp_path):
+    with pytest.raises(ValueError, match="is a language_model run; a translation model"):
+        translation.train(
+            config_lib.load(overrides=[*TINY_SHAPE, f"train.init_from={tiny_lm_run}"]),
+            str(tmp_path),
+        )
