@@ -364,6 +364,8 @@ class DataConfig:
     source_language: str = "en"
     # Target language, same convention as source_language.
     target_language: str = "de"
+    # Train on the first N training pairs (or lines) of the corpus only; 0: all of them.
+    train_examples: int = 0
     # Seed that generates the synthetic corpus (source "synthetic").
     synthetic_seed: int = 0
     # Synthetic training pairs.
@@ -432,8 +434,9 @@ class DataConfig:
                 f"source_language and target_language must differ, both are "
                 f"{self.source_language!r}"
             )
-        if self.extra_ids < 0:
-            raise ValueError(f"extra_ids must be >= 0, got {self.extra_ids!r}")
+        for name in ("extra_ids", "train_examples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.bucket_growth <= 1.0:
             raise ValueError(f"bucket_growth must be > 1, got {self.bucket_growth!r}")
         if self.min_bucket_length > self.max_length:

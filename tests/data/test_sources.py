@@ -232,3 +232,17 @@ def test_invalid_utf8_at_a_url_names_file_and_line():
         str(error.value)
         == f"{url}: line 2 is not valid UTF-8 (invalid continuation byte at byte 3)"
     )
+
+
+def test_train_examples_keeps_the_first_training_pairs_and_lines_only():
+    from tf_transformer.config import DataConfig
+    from tf_transformer.data.sources import load_lines, load_pairs
+
+    full = DataConfig(synthetic_train_size=40, synthetic_eval_size=7)
+    limited = DataConfig(synthetic_train_size=40, synthetic_eval_size=7, train_examples=5)
+    first = list(load_pairs(full, "train").take(5).as_numpy_iterator())
+    assert list(load_pairs(limited, "train").as_numpy_iterator()) == first
+    assert [line for line in load_lines(limited, "train", "de").as_numpy_iterator()] == [
+        target for _, target in first
+    ]
+    assert len(list(load_pairs(limited, "validation"))) == 7

@@ -142,7 +142,15 @@ def synthetic_pairs(
 
 
 def load_pairs(config: DataConfig, split: str) -> tf.data.Dataset:
-    """The `split` ("train", "validation" or "test") of the corpus `config` names."""
+    """The `split` ("train", "validation" or "test") of the corpus `config` names (its
+    first config.train_examples pairs for "train", when set)."""
+    pairs = _corpus_pairs(config, split)
+    if split == "train" and config.train_examples:
+        return pairs.take(config.train_examples)
+    return pairs
+
+
+def _corpus_pairs(config: DataConfig, split: str) -> tf.data.Dataset:
     _check_split(split)
     languages = (config.source_language, config.target_language)
     if config.source == "tfds":
@@ -176,7 +184,10 @@ def load_lines(config: DataConfig, split: str, language: str | None = None) -> t
     if directory_stem is not None:
         path = _existing(config.data_dir, f"{directory_stem}.{language}")
         if path is not None:
-            return text_file_lines(path)
+            lines = text_file_lines(path)
+            if split == "train" and config.train_examples:
+                return lines.take(config.train_examples)
+            return lines
         if config.source == "multi30k":
             raise FileNotFoundError(f"No {directory_stem}.{language} (or .gz) in {config.data_dir}")
     return load_pairs(config, split).map(lambda *pair: pair[side])
