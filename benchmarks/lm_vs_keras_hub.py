@@ -144,7 +144,7 @@ def main() -> None:
         )
         vocabulary = tokenizer.vocabulary_paths(data)[0]
         if not tf.io.gfile.exists(vocabulary):
-            tokenizer.build_vocabulary(data, monolingual=True)
+            tokenizer.build_vocabulary(data, (data.source_language,))
         text_tokenizer = tokenizer.load_tokenizer(vocabulary)
     training = train_config(args)
     steps = training.steps

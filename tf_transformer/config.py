@@ -522,6 +522,9 @@ class DenoisingConfig:
     # Comma-separated languages of the corpus to pretrain on, each a monolingual corpus
     # shuffled on its own (so no pairing leaks), e.g. "en,de"; "": data.source_language.
     languages: str = ""
+    # Comma-separated text files (plain or .gz, local or URLs), one sentence per line,
+    # added to the training text (and the vocabulary's), each shuffled on its own.
+    extra_text_files: str = ""
 
     def __post_init__(self) -> None:
         _require_choice(self, "objective", ("span_corruption", "text_infilling"))
@@ -534,8 +537,14 @@ class DenoisingConfig:
 
     def language_list(self, data: DataConfig) -> tuple[str, ...]:
         """The languages to pretrain on."""
-        names = tuple(name.strip() for name in self.languages.split(",") if name.strip())
-        return names or (data.source_language,)
+        return _comma_separated(self.languages) or (data.source_language,)
+
+    def extra_text_paths(self) -> tuple[str, ...]:
+        return _comma_separated(self.extra_text_files)
+
+
+def _comma_separated(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 # The model config of each task (the YAML's top-level `task:` key; default translation).

@@ -9,6 +9,7 @@ import sentencepiece
 from tf_transformer import config as config_lib
 from tf_transformer.cli import main
 from tf_transformer.constants import FIRST_SENTINEL, MASK
+from tf_transformer.data import sources
 from tf_transformer.tasks import denoising, translation
 from tf_transformer.training.pretrained import load_pretrained_model
 
@@ -91,3 +92,28 @@ def test_translation_cannot_start_from_a_language_model(tiny_lm_run, tmp_path):
             config_lib.load(overrides=[*TINY_SHAPE, f"train.init_from={tiny_lm_run}"]),
             str(tmp_path),
         )
+
+
+def test_pretraining_text_is_each_language_shuffled_plus_the_extra_files(tmp_path):
+    extra = tmp_path / "extra.txt"
+    extra.write_text("first extra line\nsecond extra line\n")
+    experiment = config_lib.load(
+        overrides=[*TINY_PRETRAINING, f"denoising.extra_text_files={extra}"]
+    )
+    lines = [
+        line.decode()
+        for line in denoising.monolingual_lines(experiment, "train").as_numpy_iterator()
+    ]
+    english = [
+        s.decode() for s, _ in sources.load_pairs(experiment.data, "train").as_numpy_iterator()
+    ]
+    german = [
+        t.decode() for _, t in sources.load_pairs(experiment.data, "train").as_numpy_iterator()
+    ]
+    assert sorted(lines) == sorted(english + german + ["first extra line", "second extra line"])
+    assert lines[:300] != english and sorted(lines[:300]) == sorted(english)
+    # The two sides are shuffled independently: line i of each side is no longer a pair.
+    pairs = set(zip(english, german, strict=True))
+    assert sum((e, g) in pairs for e, g in zip(lines[:300], lines[300:600], strict=True)) < 10
+    validation = list(denoising.monolingual_lines(experiment, "validation"))
+    assert len(validation) == 20  # no extra text in validation

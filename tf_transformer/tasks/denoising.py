@@ -39,21 +39,32 @@ def check_experiment(experiment: ExperimentConfig) -> None:
 
 
 def monolingual_lines(experiment: ExperimentConfig, split: str) -> tf.data.Dataset:
-    """The lines of every pretraining language, each language shuffled on its own
-    (training: seeded, so no pairing of a parallel corpus survives), one after another."""
-    data = experiment.data
-    corpora = []
-    for index, language in enumerate(experiment.denoising.language_list(data)):
-        lines = sources.load_lines(data, split, language)
-        if split == "train":
-            lines = lines.shuffle(
-                1_000_000, seed=data.shuffle_seed + index, reshuffle_each_iteration=False
-            )
-        corpora.append(lines)
+    """The lines of every pretraining language (and, for training, of
+    denoising.extra_text_files), each corpus shuffled on its own (training: seeded, so
+    no pairing of a parallel corpus survives), one after another."""
+    data, objective = experiment.data, experiment.denoising
+    corpora = [
+        sources.load_lines(data, split, language) for language in objective.language_list(data)
+    ]
+    if split == "train":
+        corpora += [sources.text_file_lines(path) for path in objective.extra_text_paths()]
+        corpora = [
+            lines.shuffle(1_000_000, seed=data.shuffle_seed + index, reshuffle_each_iteration=False)
+            for index, lines in enumerate(corpora)
+        ]
     combined = corpora[0]
     for lines in corpora[1:]:
         combined = combined.concatenate(lines)
     return combined
+
+
+def _train_vocabulary(experiment: ExperimentConfig, data) -> list:
+    """The joint vocabulary of all the pretraining text."""
+    lines = monolingual_lines(dataclasses.replace(experiment, data=data), "train")
+    sentences = (
+        line.decode("utf-8") for line in lines.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+    )
+    return [tokenizer.train_vocabulary(sentences, tokenizer.vocabulary_paths(data)[0], data)]
 
 
 def train(
@@ -62,9 +73,8 @@ def train(
     """Pretrains an encoder-decoder on `experiment`'s monolingual text; returns the
     metrics it writes. (A pretrained model is for fine-tuning: `export_path` is unused.)"""
     check_experiment(experiment)
-    languages = experiment.denoising.language_list(experiment.data)
     with run_directory(
-        experiment, output_dir, lambda data: tokenizer.build_vocabulary(data, languages)
+        experiment, output_dir, lambda data: _train_vocabulary(experiment, data)
     ) as run:
         return _train(run)
 
