@@ -14,12 +14,13 @@ def _code(notebook: Path) -> ast.Module:
     return ast.parse("\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code"))
 
 
-def test_the_four_notebooks_exist():
+def test_the_five_notebooks_exist():
     assert [path.name for path in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_tpu_colab.ipynb",
         "03_serving.ipynb",
         "04_language_model.ipynb",
+        "05_pretrain_fine_tune.ipynb",
     ]
 
 
