@@ -10,7 +10,7 @@ import tensorflow as tf
 from tf_transformer import cli
 from tf_transformer.config import DataConfig
 from tf_transformer.constants import BOS, EOS, PAD, UNK
-from tf_transformer.data import tokenizer
+from tf_transformer.data import synthetic, tokenizer
 
 TINY_CORPUS = ["the dog sees the ball", "a cat sleeps", "der Hund sieht den Ball"] * 20
 
@@ -226,3 +226,21 @@ def test_missing_model_at_a_url_is_named():
         FileNotFoundError, match="SentencePiece model not found: ram://nowhere/absent.model"
     ):
         tokenizer.load_tokenizer("ram://nowhere/absent.model")
+
+
+def test_extra_ids_reserve_the_mask_and_sentinels_after_the_special_ids(tmp_path):
+    from tf_transformer.constants import FIRST_SENTINEL, MASK
+
+    sentences = [" ".join(pair) for pair in synthetic.generate_pairs(300, seed=0)]
+    summary = tokenizer.train_tokenizer(sentences, tmp_path / "extra", 120, extra_ids=3)
+    processor = sentencepiece.SentencePieceProcessor(model_file=summary.model_path)
+    assert [processor.id_to_piece(i) for i in (MASK, FIRST_SENTINEL, FIRST_SENTINEL + 2)] == [
+        "<mask>",
+        "<extra_id_0>",
+        "<extra_id_2>",
+    ]
+    # Text never produces them, even spelled out.
+    assert MASK not in processor.encode("<mask> <extra_id_0>")
+    tokenizer.check_reserved_pieces(summary.model_path, 3)
+    with pytest.raises(ValueError, match="does not reserve the mask and 4 sentinel pieces"):
+        tokenizer.check_reserved_pieces(summary.model_path, 4)

@@ -71,3 +71,18 @@ def test_a_shape_mismatch_names_the_layer_and_both_shapes():
     deeper = classifier(num_layers=4, d_model=256, num_heads=4, ffn_dim=1024)
     with pytest.raises(ValueError, match="runs/pre has no layer 'encoder_block_3'"):
         copy_layer_weights(encoder_layers(deeper), encoder_layers(seq2seq), "runs/pre")
+
+
+def test_frozen_layers_keep_their_weights_out_of_training():
+    from tf_transformer.training.fit import freeze_layers
+
+    model = classifier()
+    all_weights = len(model.trainable_weights)
+    frozen = freeze_layers(model, "encoder_block, source_embedding")
+    assert frozen == ["encoder_block_0", "encoder_block_1", "source_embedding"]
+    remaining = {weight.path.split("/")[1] for weight in model.trainable_weights}
+    assert (
+        remaining == {"encoder_final_norm", "head"} and len(model.trainable_weights) < all_weights
+    )
+    with pytest.raises(ValueError, match="no layer of TransformerClassifier is named 'decoder'"):
+        freeze_layers(model, "decoder")
