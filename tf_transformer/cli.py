@@ -343,11 +343,13 @@ def _run_translate(args: argparse.Namespace) -> None:
 def _add_evaluate(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "evaluate",
-        help="sacreBLEU and chrF of a translation run, or perplexity of a language model",
+        help="sacreBLEU and chrF of a translation run, perplexity of a language model, or a "
+        "classifier's accuracy",
         description="Translation: translates --src and scores it against --ref with "
         "sacreBLEU (13a, cased) and chrF; also the model's perplexity on the pair of files. "
         "Language model: its perplexity on the lines of --src, per token and per word "
-        "(whitespace-separated words, plus one EOS per line).",
+        "(whitespace-separated words, plus one EOS per line). Classifier: accuracy and "
+        "macro-F1 on --src, a text<TAB>label file.",
     )
     _add_decode_arguments(parser)
     parser.add_argument("--src", required=True, help="source sentences (or text), one per line")
@@ -357,7 +359,15 @@ def _add_evaluate(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    if config.load_run(args.model).task == "language_model":
+    task = config.load_run(args.model).task
+    if task == "classification":
+        from tf_transformer.decoding.classifier import TextClassifier
+        from tf_transformer.evaluation.test_set import evaluate_classifier_file
+
+        results = evaluate_classifier_file(TextClassifier.from_run(args.model), args.src)
+        _print_results(results, args.json)
+        return
+    if task == "language_model":
         from tf_transformer.evaluation.test_set import evaluate_language_model_file
 
         _print_results(evaluate_language_model_file(_generator(args), args.src), args.json)

@@ -165,3 +165,21 @@ def test_the_cli_exits_non_zero_on_a_single_class_training_file(tmp_path, capsys
     arguments = ["train", "--set", *TINY_CLASSIFIER, f"data.data_dir={tmp_path}"]
     assert main([*arguments, "--output-dir", str(tmp_path / "run")]) == 2
     assert "every example has the label 'positive'" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_tsv_file_and_translate_names_the_right_command(classifier_run, capsys):
+    data_dir, run_dir, metrics = classifier_run
+    assert (
+        main(["evaluate", "--model", str(run_dir), "--src", str(data_dir / "test.tsv"), "--json"])
+        == 0
+    )
+    results = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert results == {
+        "accuracy": metrics["test_accuracy"],
+        "macro_f1": metrics["test_macro_f1"],
+        "examples": 60,
+    }
+    assert main(["translate", "--model", str(run_dir)]) == 2
+    assert "is a classification run, not a translation model: use tf-transformer classify" in (
+        capsys.readouterr().err
+    )

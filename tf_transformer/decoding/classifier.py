@@ -11,7 +11,7 @@ import tensorflow as tf
 from tf_transformer import config as config_lib
 from tf_transformer.config import ExperimentConfig
 from tf_transformer.data.tokenizer import load_tokenizer, vocabulary_paths
-from tf_transformer.decoding.translator import source_token_ids, string_tensor
+from tf_transformer.decoding.translator import COMMAND_OF_TASK, source_token_ids, string_tensor
 from tf_transformer.models import TransformerClassifier
 
 # The label set of a classification run, one label per line, in class-id order.
@@ -74,8 +74,8 @@ class TextClassifier:
         experiment = config_lib.load_run(run_dir)
         if experiment.task != "classification":
             raise ValueError(
-                f"{run_dir} is a {experiment.task} run, not a classifier: use tf-transformer "
-                + ("generate" if experiment.task == "language_model" else "translate")
+                f"{run_dir} is a {experiment.task} run, not a classifier"
+                + COMMAND_OF_TASK.get(experiment.task, ": use tf-transformer translate")
             )
         model_path = config_lib.join_path(run_dir, "model.keras")
         if not tf.io.gfile.exists(model_path):

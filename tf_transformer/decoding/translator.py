@@ -23,6 +23,13 @@ from tf_transformer.training.callbacks import progress_verbosity
 
 logger = logging.getLogger(__name__)
 
+# What to run instead, for the runs of the tasks `translate` cannot use.
+COMMAND_OF_TASK = {
+    "language_model": ": use tf-transformer generate",
+    "classification": ": use tf-transformer classify",
+    "denoising": " (a pretrained model: fine-tune it with tf-transformer train --init-from)",
+}
+
 # Source lengths are padded up to a multiple of this, so the compiled search is traced
 # for a handful of shapes rather than one per sentence length.
 LENGTH_QUANTUM = 16
@@ -147,8 +154,8 @@ class Translator:
         experiment = config_lib.load_run(run_dir)
         if experiment.task != "translation":
             raise ValueError(
-                f"{run_dir} is a {experiment.task} run, not a translation model: "
-                "use tf-transformer generate"
+                f"{run_dir} is a {experiment.task} run, not a translation model"
+                + COMMAND_OF_TASK.get(experiment.task, "")
             )
         source_tokenizer, target_tokenizer = load_tokenizers(experiment.data)
         # compile=False: inference needs neither the optimizer nor the training loss.
