@@ -266,9 +266,7 @@ def _add_generate(subcommands: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> None:
     generator = _generator(args)
-    prompts = args.prompts
-    if not prompts:
-        prompts = [line.rstrip("\r\n") for line in sys.stdin]
+    prompts = _arguments_or_stdin(args.prompts)
     settings = {name: getattr(args, name) for name in GENERATION_SETTINGS}
     for hypotheses in generator.generate_with_scores(prompts, **settings):
         if len(hypotheses) == 1:
@@ -293,7 +291,7 @@ def _run_classify(args: argparse.Namespace) -> None:
     from tf_transformer.decoding.classifier import TextClassifier  # imports TensorFlow
 
     classifier = TextClassifier.from_run(args.model)
-    texts = args.texts or [line.rstrip("\r\n") for line in sys.stdin]
+    texts = _arguments_or_stdin(args.texts)
     for prediction in classifier.classify(texts):
         print(f"{prediction.label}\t{prediction.probability:.4f}")
 
@@ -317,6 +315,11 @@ def _run_pretrain(args: argparse.Namespace) -> None:
         raise ValueError(f"pretrain trains task denoising; the config names task {task!r}")
     args.set = ["task=denoising", *args.set]
     _run_train(args)
+
+
+def _arguments_or_stdin(values: list[str]) -> list[str]:
+    """`values` given on the command line, else the lines of standard input."""
+    return values or [line.rstrip("\r\n") for line in sys.stdin]
 
 
 def _add_translate(subcommands: argparse._SubParsersAction) -> None:

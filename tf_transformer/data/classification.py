@@ -148,16 +148,9 @@ def make_dataset(
     evaluation fills them with padding rows of weight 0."""
     batch_tokens = pipeline.replica_batch_tokens(config, input_context)
     replicas = pipeline.replicas_per_pipeline(input_context)
-    if input_context is not None:
-        examples = examples.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
-    examples = pipeline.cached_examples(examples, config, name, input_context)
-    if training:
-        examples = examples.shuffle(
-            config.shuffle_buffer_size,
-            seed=pipeline.shuffle_seed_for(config.shuffle_seed, initial_step),
-        )
+    examples = pipeline.pipeline_examples(
+        examples, config, input_context, training, initial_step, name
+    )
     examples = examples.map(lambda ids, label: (ids, label, tf.constant(1.0)))
     lengths = pipeline.bucket_lengths(config)
     batches = examples.bucket_by_sequence_length(

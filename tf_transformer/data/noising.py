@@ -241,16 +241,14 @@ def make_denoising_dataset(
     pipelines, pipeline_id = 1, 0
     if input_context is not None:
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
-        windows = windows.shard(pipelines, pipeline_id)
-    windows = pipeline.cached_examples(windows, config, name, input_context)
+    windows = pipeline.pipeline_examples(
+        windows, config, input_context, training, initial_step, name
+    )
     replicas = pipeline.replicas_per_pipeline(input_context)
     rows = replicas * (pipeline.replica_batch_tokens(config, input_context) // config.max_length)
     first_index = 0
     if training:
-        windows = windows.shuffle(
-            config.shuffle_buffer_size,
-            seed=pipeline.shuffle_seed_for(config.shuffle_seed, initial_step),
-        ).repeat()
+        windows = windows.repeat()
         first_index = initial_step * rows
     examples = windows.enumerate(first_index).map(
         lambda index, window: denoising_example(

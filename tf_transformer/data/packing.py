@@ -150,16 +150,9 @@ def make_packed_dataset(
     `initial_step` as `pipeline.make_dataset` does) and drops the last partial batch,
     evaluation fills it with PAD rows that count zero."""
     replicas = pipeline.replicas_per_pipeline(input_context)
-    if input_context is not None:
-        sequences = sequences.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
-    sequences = pipeline.cached_examples(sequences, config, name, input_context)
-    if training:
-        sequences = sequences.shuffle(
-            config.shuffle_buffer_size,
-            seed=pipeline.shuffle_seed_for(config.shuffle_seed, initial_step),
-        )
+    sequences = pipeline.pipeline_examples(
+        sequences, config, input_context, training, initial_step, name
+    )
     element_spec = sequences.element_spec[0]
     rows = replicas * (
         pipeline.replica_batch_tokens(config, input_context) // element_spec.shape[0]

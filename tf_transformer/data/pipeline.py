@@ -277,15 +277,7 @@ def make_dataset(
     """
     batch_tokens = replica_batch_tokens(config, input_context)
     replicas = replicas_per_pipeline(input_context)
-    if input_context is not None:
-        examples = examples.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
-    examples = cached_examples(examples, config, name, input_context)
-    if training:
-        examples = examples.shuffle(
-            config.shuffle_buffer_size, seed=shuffle_seed_for(config.shuffle_seed, initial_step)
-        )
+    examples = pipeline_examples(examples, config, input_context, training, initial_step, name)
     lengths = bucket_lengths(config)
     pad = tf.constant(PAD, tf.int32)
     batches = examples.bucket_by_sequence_length(
@@ -330,6 +322,29 @@ def split_among_replicas(batches: tf.data.Dataset, replicas: int) -> tf.data.Dat
             )
         )
     )
+
+
+def pipeline_examples(
+    examples: tf.data.Dataset,
+    config: DataConfig,
+    input_context: tf.distribute.InputContext | None,
+    training: bool,
+    initial_step: int,
+    name: str | None,
+) -> tf.data.Dataset:
+    """This input pipeline's shard of unbatched `examples`, cached as config.cache says
+    (`cached_examples`), and for training shuffled with the seed of (config.shuffle_seed,
+    `initial_step`), reshuffled every epoch: what every task's batching starts from."""
+    if input_context is not None:
+        examples = examples.shard(
+            input_context.num_input_pipelines, input_context.input_pipeline_id
+        )
+    examples = cached_examples(examples, config, name, input_context)
+    if training:
+        examples = examples.shuffle(
+            config.shuffle_buffer_size, seed=shuffle_seed_for(config.shuffle_seed, initial_step)
+        )
+    return examples
 
 
 def cached_examples(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -13,6 +12,7 @@ from tf_transformer.config import ExperimentConfig
 from tf_transformer.data.tokenizer import load_tokenizer, vocabulary_paths
 from tf_transformer.decoding.translator import COMMAND_OF_TASK, source_token_ids, string_tensor
 from tf_transformer.models import TransformerClassifier
+from tf_transformer.models.base import load_run_model
 
 # The label set of a classification run, one label per line, in class-id order.
 LABELS_FILE = "labels.txt"
@@ -77,14 +77,7 @@ class TextClassifier:
                 f"{run_dir} is a {experiment.task} run, not a classifier"
                 + COMMAND_OF_TASK.get(experiment.task, ": use tf-transformer translate")
             )
-        model_path = config_lib.join_path(run_dir, "model.keras")
-        if not tf.io.gfile.exists(model_path):
-            raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
-        model = keras.models.load_model(
-            model_path,
-            custom_objects={"TransformerClassifier": TransformerClassifier},
-            compile=False,
-        )
+        model = load_run_model(run_dir, TransformerClassifier)
         tokenizer = load_tokenizer(vocabulary_paths(experiment.data)[0])
         return cls(model, tokenizer, read_labels(run_dir), input_length(experiment), **options)
 

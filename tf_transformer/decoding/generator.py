@@ -7,7 +7,6 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +18,7 @@ from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
 from tf_transformer.decoding.translator import LENGTH_QUANTUM, Hypothesis, string_tensor
 from tf_transformer.models import TransformerLanguageModel
+from tf_transformer.models.base import load_run_model
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +122,7 @@ class Generator:
                 f"{run_dir} is a {experiment.task} run, not a language model: "
                 "use tf-transformer translate"
             )
-        model_path = config_lib.join_path(run_dir, "model.keras")
-        if not tf.io.gfile.exists(model_path):
-            raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
-        model = keras.models.load_model(
-            model_path,
-            custom_objects={"TransformerLanguageModel": TransformerLanguageModel},
-            compile=False,
-        )
+        model = load_run_model(run_dir, TransformerLanguageModel)
         tokenizer = load_tokenizer(vocabulary_paths(experiment.data)[0])
         generator = cls(model, tokenizer, decode_config or experiment.decode, **options)
         generator.data_config = experiment.data

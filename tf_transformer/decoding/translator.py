@@ -19,6 +19,7 @@ from tf_transformer.data.tokenizer import load_tokenizers
 from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
 from tf_transformer.models import Seq2SeqTransformer
+from tf_transformer.models.base import load_run_model, run_model_path
 from tf_transformer.training.callbacks import progress_verbosity
 
 logger = logging.getLogger(__name__)
@@ -148,9 +149,7 @@ class Translator:
         local path or any tf.io.gfile URL, from any working directory); `decode_config`
         defaults to the run's `decode` section; `options` go to __init__."""
         run_dir = str(run_dir)
-        model_path = config_lib.join_path(run_dir, "model.keras")
-        if not tf.io.gfile.exists(model_path):
-            raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
+        run_model_path(run_dir)  # no trained model: the error says so, not a config error
         experiment = config_lib.load_run(run_dir)
         if experiment.task != "translation":
             raise ValueError(
@@ -158,11 +157,7 @@ class Translator:
                 + COMMAND_OF_TASK.get(experiment.task, "")
             )
         source_tokenizer, target_tokenizer = load_tokenizers(experiment.data)
-        # compile=False: inference needs neither the optimizer nor the training loss.
-        # Keras reads URLs (gs://, ram://) itself, through a local temporary copy.
-        model = keras.models.load_model(
-            model_path, custom_objects={"Seq2SeqTransformer": Seq2SeqTransformer}, compile=False
-        )
+        model = load_run_model(run_dir, Seq2SeqTransformer)
         translator = cls(
             model, source_tokenizer, target_tokenizer, decode_config or experiment.decode, **options
         )

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import keras
 from keras import ops
 
-from tf_transformer.config import from_dict
+from tf_transformer.config import from_dict, join_path
 from tf_transformer.constants import BOS, PAD
 from tf_transformer.models.multi_worker import MultiWorkerFitMixin
 
@@ -104,3 +104,28 @@ class TransformerModel(MultiWorkerFitMixin, keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def run_model_path(run_dir: str) -> str:
+    """The model.keras of a run directory (local or a URL).
+
+    Raises:
+        FileNotFoundError: the run has no trained model.
+    """
+    import tensorflow as tf  # gfile: run directories may be URLs (gs://, ram://)
+
+    model_path = join_path(run_dir, "model.keras")
+    if not tf.io.gfile.exists(model_path):
+        raise FileNotFoundError(f"No trained model in {run_dir} (expected model.keras)")
+    return model_path
+
+
+def load_run_model(run_dir: str, *model_classes: type) -> keras.Model:
+    """The model.keras of a run, one of `model_classes`. compile=False: inference and
+    fine-tuning need neither its optimizer nor its training loss. Keras reads URLs
+    (gs://, ram://) itself, through a local temporary copy."""
+    return keras.models.load_model(
+        run_model_path(run_dir),
+        custom_objects={model_class.__name__: model_class for model_class in model_classes},
+        compile=False,
+    )

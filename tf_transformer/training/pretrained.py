@@ -12,6 +12,7 @@ from tf_transformer import config as config_lib
 from tf_transformer.config import ExperimentConfig, join_path
 from tf_transformer.data import tokenizer
 from tf_transformer.models import Seq2SeqTransformer, TransformerClassifier
+from tf_transformer.models.base import load_run_model
 
 
 def from_pretrained_run(
@@ -65,14 +66,7 @@ def _read(path: str) -> bytes:
 
 def load_pretrained_model(run_dir: str) -> keras.Model:
     """The float32 model.keras of a run."""
-    model_path = join_path(run_dir, "model.keras")
-    if not tf.io.gfile.exists(model_path):
-        raise FileNotFoundError(f"train.init_from: no trained model in {run_dir} (model.keras)")
-    return keras.models.load_model(
-        model_path,
-        custom_objects={
-            "Seq2SeqTransformer": Seq2SeqTransformer,
-            "TransformerClassifier": TransformerClassifier,
-        },
-        compile=False,
-    )
+    try:
+        return load_run_model(run_dir, Seq2SeqTransformer, TransformerClassifier)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"train.init_from: {error}") from None
