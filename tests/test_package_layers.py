@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tf_transformer"
 LAYERS = {
     "constants": 0,
     "config": 0,
+    "progress": 0,
     "data": 1,
     "layers": 2,
     "models": 3,

@@ -132,7 +132,7 @@ def test_progress_is_one_plain_line_per_epoch_off_a_terminal(capsys):
     return and no ANSI code: one line per epoch; a terminal gets the redrawn bar."""
     import io
 
-    from tf_transformer.training.callbacks import progress_verbosity
+    from tf_transformer.progress import progress_verbosity
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -20,7 +20,7 @@ from tf_transformer.decoding.sampling import SamplingParameters, batch_seed
 from tf_transformer.decoding.search import search
 from tf_transformer.models import Seq2SeqTransformer
 from tf_transformer.models.base import load_run_model, run_model_path
-from tf_transformer.training.callbacks import progress_verbosity
+from tf_transformer.progress import progress_verbosity
 
 logger = logging.getLogger(__name__)
 

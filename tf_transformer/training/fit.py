@@ -17,13 +17,13 @@ import keras
 import tensorflow as tf
 
 from tf_transformer.config import TrainConfig, join_path
+from tf_transformer.progress import progress_verbosity
 from tf_transformer.training.callbacks import (
     AverageLastCheckpoints,
     RestoreOnlyBackup,
     StopAtStep,
     StopOnNonFiniteLoss,
     ValidationScore,
-    progress_verbosity,
 )
 from tf_transformer.training.losses import (
     MaskedAccuracy,
