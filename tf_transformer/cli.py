@@ -44,12 +44,25 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_export(subcommands: argparse._SubParsersAction) -> None:
     parser = subcommands.add_parser(
         "export",
-        help="export a trained run as a SavedModel for TF Serving",
+        help="export a trained run as a SavedModel for TF Serving, or for CTranslate2",
         description="Writes OUTPUT/N (the next version number) as a SavedModel that takes "
         "and returns strings. A translation run's signatures: serving_default, "
         "translate_nbest, sample and sample_with_seed; a language model's: serving_default "
         "and generate (prompts in, prompt + continuation out). Loading it needs only "
-        "tensorflow and tensorflow-text. Flags override the run's decode settings.",
+        "tensorflow and tensorflow-text. Flags override the run's decode settings. "
+        "--format ctranslate2 writes a translation run as the CTranslate2 model "
+        "directory OUTPUT instead, its SentencePiece model beside it (search settings "
+        "are CTranslate2's, at translation time).",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("savedmodel", "ctranslate2"),
+        default="savedmodel",
+        help="savedmodel (default) or ctranslate2 (needs the ctranslate2 package)",
+    )
+    parser.add_argument(
+        "--quantization",
+        help="ctranslate2 only: weight type, e.g. int8 (default: the weights' float32)",
     )
     # Sampling settings other than the seed are inputs of the sample signature.
     _add_decode_arguments(parser, sampling=False)
@@ -64,12 +77,28 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
+    if args.format == "ctranslate2":
+        _run_ctranslate2_export(args)
+        return
+    if args.quantization:
+        raise ValueError("--quantization is for --format ctranslate2")
     decode_config = _decode_config(args)  # config errors before the slow import
     from tf_transformer.serving.export import export_run  # imports TensorFlow
 
     started = time.perf_counter()
     version_dir = export_run(args.model, args.output, decode_config, args.num_samples)
     print(f"Exported {args.model} to {version_dir} in {time.perf_counter() - started:.0f} s")
+
+
+def _run_ctranslate2_export(args: argparse.Namespace) -> None:
+    from tf_transformer.serving.ctranslate2_export import export_ctranslate2  # imports TF
+
+    started = time.perf_counter()
+    output_dir = export_ctranslate2(args.model, args.output, args.quantization)
+    print(
+        f"Converted {args.model} to the CTranslate2 model {output_dir} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def _add_benchmark(subcommands: argparse._SubParsersAction) -> None:
@@ -607,7 +636,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (ValueError, FileNotFoundError, FloatingPointError) as error:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        ImportError,
+        FloatingPointError,
+    ) as error:
         print(f"tf-transformer {args.command}: error: {error}", file=sys.stderr)
         return 2
 
