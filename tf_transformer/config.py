@@ -486,9 +486,14 @@ class DecodeConfig:
     max_length_b: int = 10
     # Sentences per generation call.
     batch_size: int = 64
+    # When beam search stops a sentence: "beams_finished" once beam_size hypotheses
+    # have finished (as CTranslate2 and Hugging Face), or "exact" once no live beam can
+    # beat the worst finished one even at the length limit (flax; slower).
+    stop_rule: str = "beams_finished"
 
     def __post_init__(self) -> None:
         _require_positive(self, "beam_size", "num_return_sequences", "batch_size")
+        _require_choice(self, "stop_rule", ("beams_finished", "exact"))
         if self.sample and self.beam_size != 1:
             raise ValueError(f"sample=True needs beam_size=1, got beam_size={self.beam_size}")
         if not self.sample and self.num_return_sequences > self.beam_size:

@@ -1,4 +1,4 @@
-"""Beam search with the GNMT length penalty, an early stop and n-best output.
+"""Beam search with the GNMT length penalty, a per-sentence stop and n-best output.
 
 Dimension letters: B sentences, K beams, N hypotheses returned per sentence, L
 max_length (generated tokens), V vocabulary.
@@ -31,6 +31,10 @@ def length_penalty_divisor(length, alpha: float):
     return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
 
 
+# Candidate selection reads the vocabulary in chunks of about this many logits.
+_CHUNK = 64
+
+
 class _BeamState(NamedTuple):
     index: object  # [] int32: sequence position of the tokens fed to this step (0: start)
     live_sequences: object  # [B, K, L + 1] int32, the start token first
@@ -38,7 +42,55 @@ class _BeamState(NamedTuple):
     finished_sequences: object  # [B, K, L + 1] int32
     finished_scores: object  # [B, K] float32, length-penalised, best first
     finished_flags: object  # [B, K] bool
+    done: object  # [B] bool: the sentence's hypotheses no longer change
     cache: object  # any nest of [B * K, ...] tensors
+
+
+def _chunk_size(vocab_size: int) -> int | None:
+    """A divisor of `vocab_size` near _CHUNK, or None (small or awkward vocabularies)."""
+    if vocab_size < 16 * _CHUNK:
+        return None
+    divisors = [size for size in range(_CHUNK // 2, 2 * _CHUNK + 1) if vocab_size % size == 0]
+    return min(divisors, key=lambda size: abs(size - _CHUNK)) if divisors else None
+
+
+def top_extensions(logits, live_log_probs, count: int):
+    """The `count` best one-token extensions of the live beams of each sentence.
+
+    Args:
+        logits: ``[B, K, V]`` float32 next-token logits of each beam.
+        live_log_probs: ``[B, K]`` summed log-probabilities of the beams.
+        count: extensions kept per sentence.
+
+    Returns:
+        ``(log_probs, beams, tokens)``, each ``[B, count]``, best first: the beam's
+        log-probability plus the token's log-softmax, which beam, which token.
+
+    The same as `top_k` over all ``K * V`` log-probabilities, without materialising
+    them: XLA's CPU top-k over 32,000 values costs more than the step's vocabulary
+    matmul. A chunk of the vocabulary holds one of the `count` best only if its best
+    logit is among the `count` best chunk maxima, so top-k runs over the ``K * V / 64``
+    chunk maxima, then over the `count` chunks they pick. (Among exactly equal values
+    the order can differ from `top_k`'s.)
+    """
+    batch_size, beams, vocab_size = ops.shape(logits)
+    chunk = _chunk_size(vocab_size)
+    log_normalizers = ops.logsumexp(logits, axis=-1)  # [B, K]
+    offsets = live_log_probs - log_normalizers  # [B, K]
+    if chunk is None:
+        candidates = ops.reshape(logits + offsets[:, :, None], (batch_size, beams * vocab_size))
+        values, indices = ops.top_k(candidates, k=count)
+        return values, indices // vocab_size, ops.cast(indices % vocab_size, "int32")
+    chunks_per_beam = vocab_size // chunk
+    chunked = ops.reshape(logits, (batch_size, beams * chunks_per_beam, chunk))
+    chunk_offsets = ops.repeat(offsets, chunks_per_beam, axis=1)  # [B, K * C]
+    _, best_chunks = ops.top_k(ops.max(chunked, axis=-1) + chunk_offsets, k=count)  # [B, n]
+    candidates = ops.take_along_axis(chunked, best_chunks[:, :, None], axis=1) + (
+        ops.take_along_axis(chunk_offsets, best_chunks, axis=1)[:, :, None]
+    )  # [B, n, chunk]
+    values, positions = ops.top_k(ops.reshape(candidates, (batch_size, count * chunk)), k=count)
+    flat = ops.take_along_axis(best_chunks, positions // chunk, axis=1) * chunk + positions % chunk
+    return values, flat // vocab_size, ops.cast(flat % vocab_size, "int32")
 
 
 def beam_search(
@@ -51,47 +103,63 @@ def beam_search(
     num_return_sequences: int = 1,
     first_tokens=None,
     start_index=0,
+    stop_rule: str = "beams_finished",
+    step_limit=None,
+    finished_rows=None,
 ) -> SearchResult:
-    """Beam search with the GNMT length penalty, an early stop and n-best output.
+    """Beam search with the GNMT length penalty, a per-sentence stop and n-best output.
 
     keras_hub's BeamSampler has neither a length penalty nor n-best output, hence our
-    own, after flax examples/wmt decode.py: each step ranks the 2K best extensions of
-    the K live beams; those ending in EOS within the top K join the K finished
-    hypotheses (score = summed log-prob / ((5 + length) / 6) ** alpha, length counting
-    EOS), the K best others stay live. Considering EOS only within the top K makes
-    beam_size 1 with alpha 0 exactly greedy search. The loop stops once no live beam
-    can beat the worst finished one, even at full length.
+    own, after flax examples/wmt decode.py and CTranslate2's BeamSearch: each step ranks
+    the 2K best extensions of the K live beams; those ending in EOS within the top K
+    join the K finished hypotheses (score = summed log-prob / ((5 + length) / 6) **
+    alpha, length counting EOS), the K best others stay live. Considering EOS only
+    within the top K makes beam_size 1 with alpha 0 exactly greedy search.
+
+    A sentence stops changing once `stop_rule` holds for it: "beams_finished" (as
+    CTranslate2 and Hugging Face's early_stopping): K hypotheses have finished;
+    "exact" (flax): no live beam can beat the worst finished one even at full length,
+    which gives the best hypotheses a longer search could find. The loop ends when
+    every sentence has stopped.
+
+    The first step runs on one row per sentence (its K beams would all be the same);
+    the cache is repeated for the K beams after it and reordered as beams move, so
+    per-sentence state that no beam changes (an encoder's keys and values) belongs in
+    `next_logits`'s closure, not in the cache.
 
     Args:
-        next_logits: ``(token_ids [B * K], cache, index) -> (logits [B * K, V], cache)``,
-            the logits of the token after `token_ids`, which sit at position `index`.
-        cache: any nest of tensors with the batch ``[B, ...]`` on axis 0; it is repeated
-            here for the K beams of each sentence and reordered as beams move.
+        next_logits: ``(token_ids [R], cache, index) -> (logits [R, V], cache)``, the
+            logits of the token after `token_ids`, which sit at position `index`; R is
+            B at the first step, B * K after it.
+        cache: any nest of tensors with the batch ``[B, ...]`` on axis 0.
         batch_size: B, a Python int or scalar tensor.
         beam_size: K.
-        max_length: L, most tokens generated, EOS included.
+        max_length: L, most tokens generated, EOS included (a Python int: the shape
+            of the sequences).
         length_penalty: alpha; 0 ranks by summed log-probability.
         num_return_sequences: N <= K hypotheses returned per sentence.
         first_tokens: ``[B]`` tokens the hypotheses continue (default BOS), at position
             `start_index` (the last token of a prefilled prompt).
+        stop_rule: "beams_finished" or "exact".
+        step_limit: most tokens generated, a scalar tensor <= L (default L), so one
+            compiled search serves limits that vary from batch to batch.
+        finished_rows: ``[B]`` bool, rows that need no search (batch filler): they
+            stop at once and give empty hypotheses.
 
     Returns:
         `SearchResult`: sequences ``[B, N, L]`` and scores ``[B, N]``, best first. If
-        fewer than N hypotheses finished, the best live beams (scored at length L) fill
-        the remaining places.
+        fewer than N hypotheses finished, the best live beams (scored at the step
+        limit) fill the remaining places.
     """
     if not 1 <= num_return_sequences <= beam_size:
         raise ValueError(
             f"num_return_sequences must be in [1, beam_size={beam_size}], "
             f"got {num_return_sequences}"
         )
-    cache = keras.tree.map_structure(lambda tensor: ops.repeat(tensor, beam_size, axis=0), cache)
-    # Rows of a [B * K, ...] tensor that start each sentence's beams.
-    batch_offsets = (ops.arange(batch_size, dtype="int32") * beam_size)[:, None]  # [B, 1]
-
-    def reorder(tensor, beam_indices):
-        """Rows of `tensor` ``[B * K, ...]`` for beams ``[B, K]``."""
-        return ops.take(tensor, ops.reshape(batch_offsets + beam_indices, (-1,)), axis=0)
+    if stop_rule not in ("beams_finished", "exact"):
+        raise ValueError(f"stop_rule must be 'beams_finished' or 'exact', got {stop_rule!r}")
+    step_limit = max_length if step_limit is None else ops.minimum(step_limit, max_length)
+    best_possible_divisor = length_penalty_divisor(step_limit, length_penalty)
 
     def gather_beams(tensor, beam_indices):
         """``[B, K, ...]`` -> ``[B, M, ...]`` for beam numbers ``[B, M]``."""
@@ -99,51 +167,15 @@ def beam_search(
             beam_indices = ops.expand_dims(beam_indices, -1)
         return ops.take_along_axis(tensor, beam_indices, axis=1)
 
-    if first_tokens is None:
-        first_tokens = ops.full((batch_size,), BOS, "int32")
-    first_tokens = ops.broadcast_to(
-        ops.cast(first_tokens, "int32")[:, None, None], (batch_size, beam_size, 1)
-    )
-    initial_sequences = ops.pad(first_tokens, ((0, 0), (0, 0), (0, max_length)))  # [B, K, L + 1]
-    # Only the first beam is live at first, so the K beams do not all repeat it.
-    first_beam_only = ops.where(ops.arange(beam_size) == 0, 0.0, NEG_INF)  # [K]
-    state = _BeamState(
-        index=ops.convert_to_tensor(0, "int32"),  # of the sequences; the model's: + start
-        live_sequences=initial_sequences,
-        live_log_probs=ops.tile(first_beam_only[None, :], (batch_size, 1)),
-        finished_sequences=initial_sequences,
-        finished_scores=ops.full((batch_size, beam_size), NEG_INF, "float32"),
-        finished_flags=ops.zeros((batch_size, beam_size), "bool"),
-        cache=cache,
-    )
-    best_possible_divisor = length_penalty_divisor(max_length, length_penalty)
-
-    def can_improve(*state):
-        state = _BeamState(*state)
-        # Live log-probs only fall, and for alpha >= 0 the divisor is largest at L.
-        best_live_scores = state.live_log_probs[:, :1] / best_possible_divisor  # [B, 1]
-        worst_finished_scores = ops.where(
-            state.finished_flags, ops.min(state.finished_scores, axis=1, keepdims=True), NEG_INF
-        )  # [B, K]
-        return ops.logical_not(ops.all(worst_finished_scores > best_live_scores))
-
-    def step(*state):
-        state = _BeamState(*state)
+    def extend(state: _BeamState, logits) -> _BeamState:
+        """`state` after one step with next-token `logits` ``[B * k, V]`` of its k live
+        beams (k: 1 at the first step, K after it)."""
         index = state.index
-        last_tokens = ops.reshape(ops.take(state.live_sequences, index, axis=2), (-1,))  # [B * K]
-        logits, cache = next_logits(
-            last_tokens, state.cache, position_after(start_index, index)
-        )  # [B * K, V]
-        vocab_size = ops.shape(logits)[-1]
-        log_probs = ops.reshape(
-            ops.log_softmax(ops.cast(logits, "float32"), axis=-1), (-1, beam_size, vocab_size)
-        )  # [B, K, V]
-        candidate_log_probs = ops.reshape(
-            state.live_log_probs[:, :, None] + log_probs, (-1, beam_size * vocab_size)
-        )  # [B, K * V]
-        top_log_probs, top_indices = ops.top_k(candidate_log_probs, k=2 * beam_size)  # [B, 2K]
-        top_beams = top_indices // vocab_size  # [B, 2K]
-        top_tokens = ops.cast(top_indices % vocab_size, "int32")  # [B, 2K]
+        live_count = ops.shape(state.live_log_probs)[1]
+        logits = ops.reshape(ops.cast(logits, "float32"), (batch_size, live_count, -1))
+        top_log_probs, top_beams, top_tokens = top_extensions(
+            logits, state.live_log_probs, 2 * beam_size
+        )  # [B, 2K]
         top_sequences = gather_beams(state.live_sequences, top_beams)  # [B, 2K, L + 1]
         position_is_next = ops.arange(max_length + 1) == index + 1  # [L + 1]
         top_sequences = ops.where(
@@ -156,14 +188,18 @@ def beam_search(
             ops.where(ends, NEG_INF, top_log_probs), k=beam_size
         )  # [B, K]
         live_sequences = gather_beams(top_sequences, live_positions)  # [B, K, L + 1]
+        live_parents = ops.take_along_axis(top_beams, live_positions, axis=1)  # [B, K]
+        # Rows of the [B * k, ...] cache that the new beams continue.
+        parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
         cache = keras.tree.map_structure(
-            lambda tensor: reorder(tensor, ops.take_along_axis(top_beams, live_positions, 1)),
-            cache,
+            lambda tensor: ops.take(tensor, ops.reshape(parent_rows, (-1,)), axis=0),
+            state.cache,
         )
 
-        # Extensions ending in EOS within the top K join the finished hypotheses.
+        # Extensions ending in EOS within the top K join the finished hypotheses, unless
+        # their sentence has stopped.
         in_top_k = ops.arange(2 * beam_size) < beam_size  # [2K]
-        newly_finished = ops.logical_and(ends, in_top_k[None, :])  # [B, 2K]
+        newly_finished = ends & in_top_k[None, :] & ops.logical_not(state.done)[:, None]
         new_scores = top_log_probs / length_penalty_divisor(index + 1, length_penalty)
         finished_scores, finished_positions = ops.top_k(
             ops.concatenate(
@@ -180,6 +216,14 @@ def beam_search(
             finished_positions,
             axis=1,
         )
+        all_finished = ops.all(finished_flags, axis=1)  # [B]: K finished hypotheses
+        if stop_rule == "exact":
+            # Live log-probs only fall, and for alpha >= 0 the divisor is largest at the
+            # limit: no live beam can beat the worst finished hypothesis.
+            cannot_improve = ops.min(finished_scores, axis=1) > (
+                live_log_probs[:, 0] / best_possible_divisor
+            )
+            all_finished = all_finished & cannot_improve
         return _BeamState(
             index + 1,
             live_sequences,
@@ -187,23 +231,62 @@ def beam_search(
             finished_sequences,
             finished_scores,
             finished_flags,
+            state.done | all_finished,
             cache,
         )
 
+    if first_tokens is None:
+        first_tokens = ops.full((batch_size,), BOS, "int32")
+    first_tokens = ops.cast(first_tokens, "int32")
+    if finished_rows is None:
+        finished_rows = ops.zeros((batch_size,), "bool")
+    initial_sequences = ops.pad(
+        first_tokens[:, None, None], ((0, 0), (0, 0), (0, max_length))
+    )  # [B, 1, L + 1]
     state = _BeamState(
-        *ops.while_loop(can_improve, step, tuple(state), maximum_iterations=max_length)
+        index=ops.convert_to_tensor(0, "int32"),  # of the sequences; the model's: + start
+        live_sequences=initial_sequences,
+        live_log_probs=ops.zeros((batch_size, 1), "float32"),
+        finished_sequences=ops.repeat(initial_sequences, beam_size, axis=1),
+        finished_scores=ops.full((batch_size, beam_size), NEG_INF, "float32"),
+        finished_flags=ops.zeros((batch_size, beam_size), "bool"),
+        done=ops.cast(finished_rows, "bool"),
+        cache=cache,
     )
-    return _n_best(state, num_return_sequences, max_length, length_penalty)
+    # The first step, on one row per sentence; its K best extensions become the beams.
+    logits, cache = next_logits(first_tokens, cache, start_index)
+    state = extend(state._replace(cache=cache), logits)
+
+    def can_improve(*state):
+        state = _BeamState(*state)
+        return ops.logical_and(
+            state.index < step_limit, ops.logical_not(ops.all(state.done))
+        )
+
+    def step(*state):
+        state = _BeamState(*state)
+        last_tokens = ops.reshape(
+            ops.take(state.live_sequences, state.index, axis=2), (-1,)
+        )  # [B * K]
+        logits, cache = next_logits(
+            last_tokens, state.cache, position_after(start_index, state.index)
+        )  # [B * K, V]
+        return tuple(extend(state._replace(cache=cache), logits))
+
+    state = _BeamState(
+        *ops.while_loop(can_improve, step, tuple(state), maximum_iterations=max_length - 1)
+    )
+    return _n_best(state, num_return_sequences, max_length, step_limit, length_penalty)
 
 
-def _n_best(state: _BeamState, count: int, max_length: int, length_penalty: float):
-    """The `count` best finished hypotheses, then the best live beams (scored at full
-    length) in the places no finished hypothesis fills."""
+def _n_best(state: _BeamState, count: int, max_length: int, step_limit, length_penalty: float):
+    """The `count` best finished hypotheses, then the best live beams (scored at the
+    step limit) in the places no finished hypothesis fills."""
     finished_count = ops.sum(ops.cast(state.finished_flags, "int32"), axis=1)  # [B]
     places = ops.arange(count, dtype="int32")[None, :]  # [1, N]
     from_finished = places < finished_count[:, None]  # [B, N]
     live_places = ops.maximum(places - finished_count[:, None], 0)  # [B, N]
-    live_scores = state.live_log_probs / length_penalty_divisor(max_length, length_penalty)
+    live_scores = state.live_log_probs / length_penalty_divisor(step_limit, length_penalty)
     scores = ops.where(
         from_finished,
         state.finished_scores[:, :count],

@@ -2,7 +2,10 @@
 a cache (`start_generation`) and scores continuations (`continuation_logits`).
 
 `search` is the entry point: greedy search, beam search or sampling, as `DecodeConfig`
-says. Greedy search uses keras_hub's GreedySampler; beam search (`beam_search`) and
+says. Greedy search is beam search with one beam and no length penalty (exactly the
+argmax at every step): keras_hub's GreedySampler takes neither a per-batch step limit
+nor rows that are finished from the start (batch filler), and computes a softmax over
+the vocabulary before its argmax at every step. Beam search (`beam_search`) and
 sampling (`sampling.sample_loop`) are our own. Shapes are static, so every strategy
 compiles with XLA. The inputs are whatever the model generates from: source ids for
 the encoder-decoder, left-padded prompt ids for the language model.
@@ -13,14 +16,13 @@ tokens), V vocabulary.
 
 from __future__ import annotations
 
-import keras_hub
 from keras import ops
 
 from tf_transformer.config import DecodeConfig
-from tf_transformer.constants import EOS
+from tf_transformer.constants import EOS, PAD
 from tf_transformer.decoding.beam_search import SearchResult, beam_search, strip_after_eos
 from tf_transformer.decoding.sampling import SamplingParameters, sample_loop
-from tf_transformer.models.base import GenerationStart, forbid_special_tokens, position_after
+from tf_transformer.models.base import GenerationStart, forbid_special_tokens
 
 
 def forbidding_special_tokens(next_logits):
@@ -31,34 +33,6 @@ def forbidding_special_tokens(next_logits):
         return forbid_special_tokens(logits), cache
 
     return wrapped
-
-
-def greedy_tokens(model, inputs, max_length: int, sampler=None):
-    """Greedy ids ``[B, max_length]`` (EOS kept; after it, keras_hub's padding), or those
-    of another keras_hub `sampler`."""
-    start: GenerationStart = model.start_generation(inputs, max_length + 1)
-    next_logits = forbidding_special_tokens(start.next_logits)
-
-    def next_fn(prompt, cache, index):
-        # keras_hub's sampler protocol: the logits for `index` come from `index - 1`.
-        logits, cache = next_logits(
-            prompt[:, index - 1], cache, position_after(start.start_index, index - 1)
-        )
-        return logits, None, cache
-
-    batch_size = ops.shape(start.first_tokens)[0]
-    prompt = ops.pad(ops.cast(start.first_tokens, "int32")[:, None], ((0, 0), (0, max_length)))
-    prompt_mask = ops.equal(ops.arange(max_length + 1), 0)[None, :]
-    sampler = sampler or keras_hub.samplers.GreedySampler()
-    tokens = sampler(
-        next_fn,
-        prompt,
-        cache=start.cache,
-        index=1,
-        mask=ops.broadcast_to(prompt_mask, (batch_size, max_length + 1)),
-        stop_token_ids=(EOS,),
-    )
-    return tokens[:, 1:]
 
 
 def sequence_log_probs(model, inputs, tokens):
@@ -99,6 +73,7 @@ def search(
     use_cache: bool = True,
     sampling: SamplingParameters | None = None,
     num_samples=None,
+    step_limit=None,
 ) -> SearchResult:
     """Generations from `inputs` ``[B, ...]`` as `decode_config` asks.
 
@@ -106,17 +81,20 @@ def search(
     > 1): the `num_return_sequences` best beams, scores with the length penalty.
     Sampling (`sample`): `num_return_sequences` samples per row, sorted by their
     summed log-probability. `use_cache=False` runs the same search with the model's
-    naive decoder, for speed comparisons.
+    naive decoder, for speed comparisons. Rows of `inputs` that are all PAD (batch
+    filler) are not searched: they give empty sequences.
 
-    `max_length` (most generated tokens) is a Python int, or a scalar tensor outside
-    XLA. `sampling` replaces the sampling settings and seed of `decode_config` (default:
+    `max_length` (most generated tokens, the shape of the sequences) is a Python int,
+    or a scalar tensor outside XLA; `step_limit`, a scalar tensor <= max_length, lowers
+    the limit without changing the shapes (greedy and beam search). `sampling` replaces
+    the sampling settings and seed of `decode_config` (default:
     `SamplingParameters.from_config(decode_config)`, the first batch's seed);
     `num_samples` replaces its num_return_sequences when sampling (a scalar tensor in a
     SavedModel signature).
     """
     if not use_cache and decode_config.sample:
         raise ValueError("use_cache=False is for comparing searches; sampling always caches")
-    if decode_config.beam_size > 1 or not use_cache:
+    if not decode_config.sample:
         start: GenerationStart = model.start_generation(inputs, max_length, use_cache)
         return beam_search(
             forbidding_special_tokens(start.next_logits),
@@ -129,11 +107,10 @@ def search(
             num_return_sequences=decode_config.num_return_sequences,
             first_tokens=start.first_tokens,
             start_index=start.start_index,
+            stop_rule=decode_config.stop_rule,
+            step_limit=step_limit,
+            finished_rows=ops.all(ops.equal(inputs, PAD), axis=1),
         )
-    if not decode_config.sample:
-        tokens = greedy_tokens(model, inputs, max_length)
-        scores = sequence_log_probs(model, inputs, tokens)[:, None]  # [B, 1]
-        return SearchResult(strip_after_eos(tokens)[:, None, :], scores)
     count = decode_config.num_return_sequences if num_samples is None else num_samples
     repeated_inputs = ops.repeat(inputs, count, axis=0)  # [B * N, ...]
     sampling = sampling or SamplingParameters.from_config(decode_config)

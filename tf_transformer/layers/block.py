@@ -196,6 +196,9 @@ class TransformerBlock(keras.layers.Layer):
         of earlier positions; the returned cache adds these ones. `key_padding_mask`
         bool ``[B, max_length]`` hides cache positions that hold padding (a
         left-padded prompt); causality hides the positions not yet written.
+        `encoder_key_value` ``[B / R, 2, S, H, Dh]`` and `encoder_padding_mask`
+        ``[B / R, S]`` may have one row per R consecutive rows of `inputs` (the
+        hypotheses of one source sentence).
         """
         updated = []
 
@@ -206,14 +209,19 @@ class TransformerBlock(keras.layers.Layer):
             updated.append(cache)
             return attended
 
+        def attend_to_source(x):
+            # The R rows of each source sentence query its keys and values together, as
+            # R * T positions: the source's projections are never tiled per hypothesis.
+            shape = ops.shape(x)
+            grouped = ops.reshape(x, (ops.shape(encoder_key_value)[0], -1, self.d_model))
+            attended = self.cross_attention.attend(
+                grouped, encoder_key_value, _cross_attention_mask(grouped, encoder_padding_mask)
+            )
+            return ops.reshape(attended, shape)
+
         outputs = self._self_attention_residual(inputs, attend_to_cache, False)
         if self.has_cross_attention:
-            cross_attention_mask = _cross_attention_mask(outputs, encoder_padding_mask)
-            outputs = self._cross_attention_residual(
-                outputs,
-                lambda x: self.cross_attention.attend(x, encoder_key_value, cross_attention_mask),
-                False,
-            )
+            outputs = self._cross_attention_residual(outputs, attend_to_source, False)
         outputs = self._feed_forward_residual(outputs, self.feed_forward, False)
         return CachedOutput(outputs, updated[0])
 

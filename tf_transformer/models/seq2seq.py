@@ -26,11 +26,13 @@ from tf_transformer.models.base import GenerationStart, TransformerModel
 class DecoderCache(NamedTuple):
     """Everything a decode step needs about earlier steps and the source.
 
-    All fields have the batch on axis 0, so beam search reorders the cache by
-    gathering every tensor along axis 0.
+    The self-attention cache has one row per hypothesis (R per source sentence, R = 1
+    for greedy search, K beams for beam search); the source's keys and values and its
+    mask one row per sentence, shared by its hypotheses: a search reorders only
+    `self_attention`.
     """
 
-    self_attention: tuple  # per layer: [B, 2, max_length, H, Dh]
+    self_attention: tuple  # per layer: [B * R, 2, max_length, H, Dh]
     cross_attention: tuple  # per layer: [B, 2, S, H, Dh]
     encoder_padding_mask: object  # [B, S] bool
 
@@ -38,14 +40,6 @@ class DecoderCache(NamedTuple):
 class DecodeStep(NamedTuple):
     logits: object  # [B, target_vocab_size] float32
     cache: DecoderCache
-
-
-class PrefixState(NamedTuple):
-    """What the naive decoder carries instead of a key/value cache."""
-
-    prefix: object  # [B, L + 1] int32: BOS, the tokens so far, then PAD
-    encoder_outputs: object  # [B, S, d_model]
-    encoder_padding_mask: object  # [B, S] bool
 
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
@@ -228,7 +222,8 @@ class Seq2SeqTransformer(TransformerModel):
         )
 
     def decode_step(self, token_ids, cache: DecoderCache, index) -> DecodeStep:
-        """Logits for the token after `token_ids` ``[B]`` placed at position `index`."""
+        """Logits for the token after `token_ids` ``[B * R]`` (R consecutive rows per
+        source sentence) placed at position `index`."""
         outputs = self._embed(
             token_ids[:, None],
             self.target_embedding,
@@ -254,6 +249,10 @@ class Seq2SeqTransformer(TransformerModel):
     def start_generation(self, encoder_inputs, max_new_tokens, use_cache: bool = True):
         """Encodes source ids ``[B, S]`` once; the search starts from BOS at position 0.
 
+        The search carries only the self-attention cache; the source's keys and values
+        stay in `next_logits`'s closure, one copy per sentence whatever the number of
+        hypotheses (never tiled per beam, never reordered).
+
         `use_cache=False` gives the naive decoder instead: every step re-runs the
         decoder over the whole fixed-length prefix (the causal mask hides the PAD
         tail). It is only for measuring what the cache saves; it gives the same tokens.
@@ -266,26 +265,26 @@ class Seq2SeqTransformer(TransformerModel):
         if use_cache:
             cache = self.initial_cache(encoder_outputs, encoder_padding_mask, max_new_tokens)
 
-            def next_logits(token_ids, cache, index):
-                step = self.decode_step(token_ids, cache, index)
-                return step.logits, step.cache
+            def next_logits(token_ids, self_attention, index):
+                step = self.decode_step(
+                    token_ids, cache._replace(self_attention=self_attention), index
+                )
+                return step.logits, step.cache.self_attention
 
-            return GenerationStart(first_tokens, start_index, cache, next_logits)
+            return GenerationStart(first_tokens, start_index, cache.self_attention, next_logits)
 
-        state = PrefixState(
-            ops.zeros((batch_size, max_new_tokens + 1), "int32"),
-            encoder_outputs,
-            encoder_padding_mask,
-        )
-
-        def uncached_next_logits(token_ids, state, index):
-            prefix = ops.slice_update(
-                state.prefix, (0, index), ops.cast(token_ids, "int32")[:, None]
+        def uncached_next_logits(token_ids, prefix, index):
+            prefix = ops.slice_update(prefix, (0, index), ops.cast(token_ids, "int32")[:, None])
+            hypotheses_per_source = ops.shape(prefix)[0] // batch_size
+            logits = self.decode(
+                prefix,
+                ops.repeat(encoder_outputs, hypotheses_per_source, axis=0),
+                ops.repeat(encoder_padding_mask, hypotheses_per_source, axis=0),
             )
-            logits = self.decode(prefix, state.encoder_outputs, state.encoder_padding_mask)
-            return ops.take(logits, index, axis=1), state._replace(prefix=prefix)  # [B, V]
+            return ops.take(logits, index, axis=1), prefix  # [B * R, V]
 
-        return GenerationStart(first_tokens, start_index, state, uncached_next_logits)
+        prefix = ops.zeros((batch_size, max_new_tokens + 1), "int32")
+        return GenerationStart(first_tokens, start_index, prefix, uncached_next_logits)
 
     def continuation_logits(self, encoder_inputs, tokens):
         """Teacher-forced logits ``[B, T, V]`` of target `tokens` ``[B, T]`` (no BOS)."""

@@ -1,0 +1,133 @@
+"""Our Translator against CTranslate2 on the same weights and the same sentences.
+
+    python benchmarks/decode_vs_ctranslate2.py --model RUN --src FILE [--ref FILE] [--beam-size 4]
+
+The run is converted to CTranslate2 (`tf-transformer export --format ctranslate2`) in
+float32 and in int8 into a temporary directory. Each engine first translates every
+sentence once untimed (ours compiles its search shapes, CTranslate2 warms up); then
+--rounds rounds, the engines taking turns in each, time a whole pass over the sentences
+(tokenization and detokenization included). Both search with --beam-size beams, the
+run's length penalty (CTranslate2 divides by L ** alpha, ours by ((5 + L) / 6) ** alpha)
+and batches of --batch-size sentences, CTranslate2 on --threads threads. CTranslate2's
+output limit is ours for the longest source of the file; each of its sentences stops at
+EOS. Prints one JSON object on the last line: per engine the median sentences/s and
+target tokens/s with every round's figure, BLEU (with --ref), and our speed over each
+CTranslate2 row's (the median of the rounds' ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+import tempfile
+import time
+
+import ctranslate2
+import sentencepiece
+import tensorflow as tf
+
+from tf_transformer.config import load_run
+from tf_transformer.data.tokenizer import vocabulary_paths
+from tf_transformer.decoding.translator import Translator, read_lines
+from tf_transformer.evaluation.metrics import corpus_scores
+from tf_transformer.serving.ctranslate2_export import ctranslate2_translate, export_ctranslate2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="translation run directory")
+    parser.add_argument("--src", required=True, help="source sentences, one per line")
+    parser.add_argument("--ref", help="references, for BLEU")
+    parser.add_argument("--beam-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="CTranslate2 intra_threads")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="first N sentences only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    experiment = load_run(args.model)
+    decode_config = dataclasses.replace(
+        experiment.decode, beam_size=args.beam_size, batch_size=args.batch_size
+    )
+    translator = Translator.from_run(args.model, decode_config)
+    sentences = read_lines(args.src)[: args.limit]
+    references = read_lines(args.ref)[: args.limit] if args.ref else None
+    longest = int(tf.reduce_max(translator.source_ids(sentences)[1]))
+    max_length = translator.output_length(longest)
+    source_max_length = translator.model_max_length
+    processor = sentencepiece.SentencePieceProcessor(
+        model_proto=tf.io.gfile.GFile(vocabulary_paths(translator.data_config)[0], "rb").read()
+    )
+
+    engines = {"ours": translator.translate}
+    with tempfile.TemporaryDirectory() as scratch:
+        for quantization in ("float32", "int8"):
+            model_dir = export_ctranslate2(args.model, f"{scratch}/{quantization}", quantization)
+            ct2 = ctranslate2.Translator(
+                model_dir, device="cpu", compute_type=quantization, intra_threads=args.threads
+            )
+            engines[f"ctranslate2_{quantization}"] = lambda batch, ct2=ct2: ctranslate2_translate(
+                ct2,
+                processor,
+                batch,
+                max_length,
+                source_max_length,
+                beam_size=args.beam_size,
+                length_penalty=decode_config.length_penalty,
+                batch_size=args.batch_size,
+            )
+        translations = {name: translate(sentences) for name, translate in engines.items()}
+        seconds: dict[str, list[float]] = {name: [] for name in engines}
+        for _ in range(args.rounds):
+            for name, translate in engines.items():
+                started = time.perf_counter()
+                translate(sentences)
+                seconds[name].append(time.perf_counter() - started)
+
+    results: dict[str, object] = {
+        "model": args.model,
+        "sentences": len(sentences),
+        "beam_size": args.beam_size,
+        "length_penalty": decode_config.length_penalty,
+        "batch_size": args.batch_size,
+        "max_decoding_length": max_length,
+        "threads": args.threads,
+    }
+    for name, texts in translations.items():
+        target_tokens = sum(len(processor.encode(text)) + 1 for text in texts)  # + EOS
+        row = {
+            "sentences_per_s": round(
+                statistics.median(len(sentences) / s for s in seconds[name]), 2
+            ),
+            "sentences_per_s_rounds": [round(len(sentences) / s, 2) for s in seconds[name]],
+            "target_tokens_per_s": round(
+                statistics.median(target_tokens / s for s in seconds[name]), 1
+            ),
+            "mean_target_tokens": round(target_tokens / len(sentences), 2),
+        }
+        if references is not None:
+            scores = corpus_scores(texts, references)
+            row.update(bleu=round(scores["bleu"], 2), chrf=round(scores["chrf"], 2))
+        results[name] = row
+    for name in engines:
+        if name != "ours":
+            results[f"ours_over_{name}"] = round(
+                statistics.median(
+                    theirs / ours
+                    for ours, theirs in zip(seconds["ours"], seconds[name], strict=True)
+                ),
+                3,
+            )
+    results["identical_to_ctranslate2_float32"] = sum(
+        a == b
+        for a, b in zip(translations["ours"], translations["ctranslate2_float32"], strict=True)
+    )
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
