@@ -73,7 +73,8 @@ def top_extensions(logits, live_log_probs, count: int):
     chunk maxima, then over the `count` chunks they pick. (Among exactly equal values
     the order can differ from `top_k`'s.)
     """
-    batch_size, beams, vocab_size = ops.shape(logits)
+    batch_size = ops.shape(logits)[0]
+    beams, vocab_size = logits.shape[1:]  # static: K and V are never dynamic
     chunk = _chunk_size(vocab_size)
     log_normalizers = ops.logsumexp(logits, axis=-1)  # [B, K]
     offsets = live_log_probs - log_normalizers  # [B, K]
@@ -85,8 +86,9 @@ def top_extensions(logits, live_log_probs, count: int):
     chunked = ops.reshape(logits, (batch_size, beams * chunks_per_beam, chunk))
     chunk_offsets = ops.repeat(offsets, chunks_per_beam, axis=1)  # [B, K * C]
     _, best_chunks = ops.top_k(ops.max(chunked, axis=-1) + chunk_offsets, k=count)  # [B, n]
-    candidates = ops.take_along_axis(chunked, best_chunks[:, :, None], axis=1) + (
-        ops.take_along_axis(chunk_offsets, best_chunks, axis=1)[:, :, None]
+    candidates = (
+        ops.take_along_axis(chunked, best_chunks[:, :, None], axis=1)
+        + (ops.take_along_axis(chunk_offsets, best_chunks, axis=1)[:, :, None])
     )  # [B, n, chunk]
     values, positions = ops.top_k(ops.reshape(candidates, (batch_size, count * chunk)), k=count)
     flat = ops.take_along_axis(best_chunks, positions // chunk, axis=1) * chunk + positions % chunk
@@ -141,14 +143,15 @@ def beam_search(
         first_tokens: ``[B]`` tokens the hypotheses continue (default BOS), at position
             `start_index` (the last token of a prefilled prompt).
         stop_rule: "beams_finished" or "exact".
-        step_limit: most tokens generated, a scalar tensor <= L (default L), so one
-            compiled search serves limits that vary from batch to batch.
+        step_limit: most tokens generated per sentence, ``[B]`` or a scalar, tensors or
+            ints <= L (default L): limits that vary from sentence to sentence within
+            one compiled search.
         finished_rows: ``[B]`` bool, rows that need no search (batch filler): they
             stop at once and give empty hypotheses.
 
     Returns:
         `SearchResult`: sequences ``[B, N, L]`` and scores ``[B, N]``, best first. If
-        fewer than N hypotheses finished, the best live beams (scored at the step
+        fewer than N hypotheses finished, the best live beams (scored at their step
         limit) fill the remaining places.
     """
     if not 1 <= num_return_sequences <= beam_size:
@@ -158,8 +161,13 @@ def beam_search(
         )
     if stop_rule not in ("beams_finished", "exact"):
         raise ValueError(f"stop_rule must be 'beams_finished' or 'exact', got {stop_rule!r}")
-    step_limit = max_length if step_limit is None else ops.minimum(step_limit, max_length)
-    best_possible_divisor = length_penalty_divisor(step_limit, length_penalty)
+    step_limits = ops.broadcast_to(
+        ops.minimum(
+            ops.cast(max_length if step_limit is None else step_limit, "int32"), max_length
+        ),
+        (batch_size,),
+    )  # [B]
+    best_possible_divisors = length_penalty_divisor(step_limits, length_penalty)  # [B]
 
     def gather_beams(tensor, beam_indices):
         """``[B, K, ...]`` -> ``[B, M, ...]`` for beam numbers ``[B, M]``."""
@@ -171,8 +179,10 @@ def beam_search(
         """`state` after one step with next-token `logits` ``[B * k, V]`` of its k live
         beams (k: 1 at the first step, K after it)."""
         index = state.index
-        live_count = ops.shape(state.live_log_probs)[1]
-        logits = ops.reshape(ops.cast(logits, "float32"), (batch_size, live_count, -1))
+        live_count = state.live_log_probs.shape[1]
+        logits = ops.reshape(
+            ops.cast(logits, "float32"), (batch_size, live_count, logits.shape[-1])
+        )
         top_log_probs, top_beams, top_tokens = top_extensions(
             logits, state.live_log_probs, 2 * beam_size
         )  # [B, 2K]
@@ -183,11 +193,15 @@ def beam_search(
         )
         ends = ops.equal(top_tokens, EOS)  # [B, 2K]
 
-        # The K best extensions that do not end stay live.
+        # The K best extensions that do not end stay live; a stopped sentence keeps its
+        # beams as they were.
         live_log_probs, live_positions = ops.top_k(
             ops.where(ends, NEG_INF, top_log_probs), k=beam_size
         )  # [B, K]
         live_sequences = gather_beams(top_sequences, live_positions)  # [B, K, L + 1]
+        stopped = state.done[:, None]  # [B, 1]
+        live_log_probs = ops.where(stopped, state.live_log_probs, live_log_probs)
+        live_sequences = ops.where(stopped[:, :, None], state.live_sequences, live_sequences)
         live_parents = ops.take_along_axis(top_beams, live_positions, axis=1)  # [B, K]
         # Rows of the [B * k, ...] cache that the new beams continue.
         parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
@@ -221,9 +235,10 @@ def beam_search(
             # Live log-probs only fall, and for alpha >= 0 the divisor is largest at the
             # limit: no live beam can beat the worst finished hypothesis.
             cannot_improve = ops.min(finished_scores, axis=1) > (
-                live_log_probs[:, 0] / best_possible_divisor
+                live_log_probs[:, 0] / best_possible_divisors
             )
             all_finished = all_finished & cannot_improve
+        at_limit = index + 1 >= step_limits  # [B]
         return _BeamState(
             index + 1,
             live_sequences,
@@ -231,7 +246,7 @@ def beam_search(
             finished_sequences,
             finished_scores,
             finished_flags,
-            state.done | all_finished,
+            state.done | all_finished | at_limit,
             cache,
         )
 
@@ -259,9 +274,7 @@ def beam_search(
 
     def can_improve(*state):
         state = _BeamState(*state)
-        return ops.logical_and(
-            state.index < step_limit, ops.logical_not(ops.all(state.done))
-        )
+        return ops.logical_not(ops.all(state.done))
 
     def step(*state):
         state = _BeamState(*state)
@@ -276,17 +289,19 @@ def beam_search(
     state = _BeamState(
         *ops.while_loop(can_improve, step, tuple(state), maximum_iterations=max_length - 1)
     )
-    return _n_best(state, num_return_sequences, max_length, step_limit, length_penalty)
+    return _n_best(state, num_return_sequences, max_length, step_limits, length_penalty)
 
 
-def _n_best(state: _BeamState, count: int, max_length: int, step_limit, length_penalty: float):
-    """The `count` best finished hypotheses, then the best live beams (scored at the
-    step limit) in the places no finished hypothesis fills."""
+def _n_best(state: _BeamState, count: int, max_length: int, step_limits, length_penalty: float):
+    """The `count` best finished hypotheses, then the best live beams (scored at their
+    sentence's step limit) in the places no finished hypothesis fills."""
     finished_count = ops.sum(ops.cast(state.finished_flags, "int32"), axis=1)  # [B]
     places = ops.arange(count, dtype="int32")[None, :]  # [1, N]
     from_finished = places < finished_count[:, None]  # [B, N]
     live_places = ops.maximum(places - finished_count[:, None], 0)  # [B, N]
-    live_scores = state.live_log_probs / length_penalty_divisor(step_limit, length_penalty)
+    live_scores = (
+        state.live_log_probs / length_penalty_divisor(step_limits, length_penalty)[:, None]
+    )
     scores = ops.where(
         from_finished,
         state.finished_scores[:, :count],

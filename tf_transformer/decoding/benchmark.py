@@ -6,18 +6,21 @@ import time
 from typing import Any
 
 from tf_transformer.config import DecodeConfig
-from tf_transformer.decoding.translator import Translator, read_lines
+from tf_transformer.decoding.translator import SORTED_BATCHES, Translator, read_lines
 
 
 def compile_every_shape(translator: Translator, sentences: list[str]) -> int:
-    """Translates the first batch of `sentences` of each padded source length, so that
-    every search shape a pass over them needs is compiled; returns how many batches."""
-    batch_size = translator.decode_config.batch_size
+    """Translates the first batch of each padded source length that a pass over
+    `sentences` searches (windows and sorted batches as `translate_nbest_iter` forms
+    them), so that every search shape it needs is compiled; returns how many batches."""
+    window_size = translator.decode_config.batch_size * SORTED_BATCHES
     first_batch_of_length = {}
-    for start in range(0, len(sentences), batch_size):
-        batch = sentences[start : start + batch_size]
-        source_ids, _ = translator.source_ids(batch)
-        first_batch_of_length.setdefault(source_ids.shape[1], batch)
+    for start in range(0, len(sentences), window_size):
+        window = sentences[start : start + window_size]
+        for indices in translator.batches(window):
+            batch = [window[index] for index in indices]
+            source_ids, _ = translator.source_ids(batch)
+            first_batch_of_length.setdefault(source_ids.shape[1], batch)
     for batch in first_batch_of_length.values():
         translator.translate(batch)
     return len(first_batch_of_length)

@@ -85,8 +85,8 @@ def search(
     filler) are not searched: they give empty sequences.
 
     `max_length` (most generated tokens, the shape of the sequences) is a Python int,
-    or a scalar tensor outside XLA; `step_limit`, a scalar tensor <= max_length, lowers
-    the limit without changing the shapes (greedy and beam search). `sampling` replaces
+    or a scalar tensor outside XLA; `step_limit` (greedy and beam search), ``[B]`` or a
+    scalar <= max_length, lowers each row's limit without changing the shapes. `sampling` replaces
     the sampling settings and seed of `decode_config` (default:
     `SamplingParameters.from_config(decode_config)`, the first batch's seed);
     `num_samples` replaces its num_return_sequences when sampling (a scalar tensor in a

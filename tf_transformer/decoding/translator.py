@@ -34,6 +34,20 @@ COMMAND_OF_TASK = {
 # Source lengths are padded up to a multiple of this, so the compiled search is traced
 # for a handful of shapes rather than one per sentence length.
 LENGTH_QUANTUM = 16
+# The Translator reads this many batches ahead and searches them sorted by source
+# length, so a batch waits for few long sentences (CTranslate2's read_batch_size).
+SORTED_BATCHES = 16
+
+
+def padded_length(longest, model_max_length: int):
+    """`longest` (tokens, a Python int or scalar tensor) rounded up to a multiple of
+    LENGTH_QUANTUM, within [LENGTH_QUANTUM, model_max_length]."""
+    if isinstance(longest, int | np.integer):
+        return min(model_max_length, LENGTH_QUANTUM * max(1, -(-int(longest) // LENGTH_QUANTUM)))
+    longest = tf.maximum(longest, 1)
+    return tf.minimum(
+        model_max_length, LENGTH_QUANTUM * tf.cast(tf.math.ceil(longest / LENGTH_QUANTUM), tf.int32)
+    )
 
 
 def blank_sentences(sentences):
@@ -57,19 +71,16 @@ def source_token_ids(source_tokenizer, sentences, model_max_length: int):
     pieces = pieces[:, : model_max_length - 1]
     eos = tf.fill([pieces.nrows(), 1], tf.constant(EOS, pieces.dtype))
     rows = tf.concat([pieces, eos], axis=1)
-    longest = tf.maximum(tf.reduce_max(rows.row_lengths()), 1)
-    padded_length = tf.minimum(
-        model_max_length, LENGTH_QUANTUM * tf.cast(tf.math.ceil(longest / LENGTH_QUANTUM), tf.int32)
-    )
+    length = padded_length(tf.cast(tf.reduce_max(rows.row_lengths()), tf.int32), model_max_length)
     ids = rows.to_tensor(PAD)
-    source_ids = tf.pad(ids, [[0, 0], [0, padded_length - tf.shape(ids)[1]]], constant_values=PAD)
+    source_ids = tf.pad(ids, [[0, 0], [0, length - tf.shape(ids)[1]]], constant_values=PAD)
     return source_ids, lengths
 
 
 def output_length(decode_config: DecodeConfig, source_length, model_max_length: int):
-    """Most tokens generated for a padded source of `source_length` tokens (a Python int,
-    or a scalar tensor inside a graph): `max_length`, else a * source_length + b, capped
-    by the model's positions."""
+    """Most tokens generated for a source of `source_length` tokens (a Python int, or a
+    tensor of lengths): `max_length`, else a * source_length + b, capped by the model's
+    positions."""
     if decode_config.max_length:
         wanted = decode_config.max_length
     else:
@@ -164,16 +175,22 @@ class Translator:
         translator.data_config = experiment.data
         return translator
 
-    def _search_ids(self, source_ids, max_length, seed):
+    def _search_ids(self, source_ids, max_length, step_limit, seed):
         sampling = None
         if self.decode_config.sample:
             sampling = SamplingParameters.from_config(self.decode_config)._replace(seed=seed)
         return search(
-            self.model, source_ids, self.decode_config, max_length, self.use_cache, sampling
+            self.model,
+            source_ids,
+            self.decode_config,
+            max_length,
+            self.use_cache,
+            sampling,
+            step_limit=step_limit,
         )
 
     def output_length(self, source_length: int) -> int:
-        """Most tokens generated for a padded source of `source_length` tokens."""
+        """Most tokens generated for a source of `source_length` tokens."""
         return output_length(self.decode_config, source_length, self.model_max_length)
 
     def source_ids(self, sentences: list[str | bytes]):
@@ -183,11 +200,25 @@ class Translator:
             self.source_tokenizer, string_tensor(sentences), self.model_max_length
         )
 
+    def batches(self, sentences: list[str | bytes]) -> list[list[int]]:
+        """The indices of the non-blank `sentences` in the batches they are searched in:
+        sorted by source length (stable) for greedy and beam search, whose results do
+        not depend on the other sentences of a batch; in input order for sampling,
+        whose draws do."""
+        is_blank = blank_sentences(string_tensor(sentences)).numpy()
+        indices = np.flatnonzero(~is_blank)
+        if not self.decode_config.sample and len(indices):
+            lengths = self.source_ids([sentences[index] for index in indices])[1].numpy()
+            indices = indices[np.argsort(lengths, kind="stable")]
+        size = self.decode_config.batch_size
+        return [indices[start : start + size].tolist() for start in range(0, len(indices), size)]
+
     def _translate_batch(
         self, sentences: list[str | bytes], batch_number: int
     ) -> list[list[Hypothesis]]:
         source_ids, lengths = self.source_ids(sentences)
-        for sentence, length in zip(sentences, lengths.numpy(), strict=True):
+        lengths = lengths.numpy()
+        for sentence, length in zip(sentences, lengths, strict=True):
             if length > self.model_max_length:
                 logger.warning(
                     "Source of %d tokens truncated to the model's max_length %d: %.60s...",
@@ -195,12 +226,20 @@ class Translator:
                     self.model_max_length,
                     sentence,
                 )
-        # Empty rows up to the batch size: one compiled search serves every batch.
-        source_ids = tf.pad(
-            source_ids, [[0, self.decode_config.batch_size - len(sentences)], [0, 0]]
+        # Empty rows up to the batch size (the search skips them): one compiled search
+        # serves every batch of a padded source length. Each sentence's output limit
+        # comes from its own length, so its translation does not depend on the others.
+        filler = self.decode_config.batch_size - len(sentences)
+        source_ids = tf.pad(source_ids, [[0, filler], [0, 0]])
+        step_limits = output_length(
+            self.decode_config,
+            tf.constant(np.minimum(lengths, self.model_max_length).tolist() + [1] * filler),
+            self.model_max_length,
         )
         seed = batch_seed(self.decode_config.seed, batch_number)
-        result = self._search(source_ids, self.output_length(source_ids.shape[1]), seed)
+        result = self._search(
+            source_ids, self.output_length(source_ids.shape[1]), step_limits, seed
+        )
         texts = detokenize(self.target_tokenizer, result.sequences[: len(sentences)]).numpy()
         scores = np.asarray(result.scores)[: len(sentences)]  # [B, N]
         return [
@@ -216,27 +255,32 @@ class Translator:
         (`num_return_sequences` of them); an empty line gets empty hypotheses. Invalid
         UTF-8 (bytes, or str with surrogate escapes) is read with U+FFFD for bad bytes.
 
-        Sampling draws the k-th batch of `batch_size` sentences of a call from
-        `batch_seed(seed, k)`, as the SavedModel's `sample` does with one request."""
-        batch: list[str | bytes] = []
+        Sentences are read SORTED_BATCHES batches ahead and searched in `batches`.
+        Sampling draws the k-th batch of a call from `batch_seed(seed, k)`, as the
+        SavedModel's `sample` does with one request of up to that many batches."""
+        window_size = self.decode_config.batch_size * SORTED_BATCHES
+        window: list[str | bytes] = []
         batch_number = 0
         for sentence in sentences:
-            batch.append(sentence)
-            if len(batch) == self.decode_config.batch_size:
-                yield from self._translate_with_empties(batch, batch_number)
-                batch = []
-                batch_number += 1
-        if batch:
-            yield from self._translate_with_empties(batch, batch_number)
+            window.append(sentence)
+            if len(window) == window_size:
+                hypotheses, batch_number = self._translate_window(window, batch_number)
+                yield from hypotheses
+                window = []
+        if window:
+            yield from self._translate_window(window, batch_number)[0]
 
-    def _translate_with_empties(
-        self, batch: list[str], batch_number: int
-    ) -> list[list[Hypothesis]]:
-        is_blank = blank_sentences(string_tensor(batch)).numpy()
-        non_empty = [sentence for sentence, blank in zip(batch, is_blank, strict=True) if not blank]
-        translations = iter(self._translate_batch(non_empty, batch_number) if non_empty else [])
-        empty = [Hypothesis("", 0.0)] * self.decode_config.num_return_sequences
-        return [empty if blank else next(translations) for blank in is_blank]
+    def _translate_window(
+        self, sentences: list[str | bytes], batch_number: int
+    ) -> tuple[list[list[Hypothesis]], int]:
+        """The hypotheses of `sentences` in their order, and the next batch number."""
+        results = [[Hypothesis("", 0.0)] * self.decode_config.num_return_sequences] * len(sentences)
+        for batch in self.batches(sentences):
+            translated = self._translate_batch([sentences[index] for index in batch], batch_number)
+            for index, hypotheses in zip(batch, translated, strict=True):
+                results[index] = hypotheses
+            batch_number += 1
+        return results, batch_number
 
     def translate(self, sentences: Iterable[str | bytes]) -> list[str]:
         """The best translation of each sentence."""

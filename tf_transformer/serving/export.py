@@ -68,7 +68,8 @@ def in_batches(inputs, batch_size: int, run_batch, count: int | None = None):
     (``[b, N]`` strings, ``[b, N]`` float32) for each batch k of `inputs` ``[B]``, in a
     graph loop that holds one batch in memory at a time; the results concatenated. `count`:
     N when it is fixed (the signature then declares it)."""
-    num_batches = (tf.shape(inputs)[0] + batch_size - 1) // batch_size
+    # At least one (empty) batch, so that the outputs have their shape.
+    num_batches = tf.maximum((tf.shape(inputs)[0] + batch_size - 1) // batch_size, 1)
 
     def step(batch_number, texts, scores):
         batch = inputs[batch_number * batch_size : (batch_number + 1) * batch_size]
@@ -119,8 +120,16 @@ class _TranslationGraph:
 
     def translate(self, inputs, decode_config: DecodeConfig, sampling=None, seed=None):
         """``[B]`` strings -> (``[B, N]`` strings, ``[B, N]`` float32 scores), translated
-        `decode_config.batch_size` inputs at a time; the k-th batch samples with
-        `sampling` from `batch_seed(seed, k)`."""
+        `decode_config.batch_size` inputs at a time, as the `Translator` batches them:
+        blanks left out, sorted by source length for search (not for sampling); the
+        k-th batch samples with `sampling` from `batch_seed(seed, k)`."""
+        count = decode_config.num_return_sequences
+        non_blank = tf.where(tf.logical_not(blank_sentences(inputs)))[:, 0]  # [M]
+        if not decode_config.sample:
+            _, lengths = source_token_ids(
+                self.source_tokenizer, tf.gather(inputs, non_blank), self.model.config.max_length
+            )
+            non_blank = tf.gather(non_blank, tf.argsort(lengths, stable=True))
 
         def translate_batch(batch_number, batch):
             batch_sampling = None
@@ -128,30 +137,35 @@ class _TranslationGraph:
                 batch_sampling = sampling._replace(seed=batch_seed(seed, batch_number))
             return self._translate_batch(batch, decode_config, batch_sampling)
 
-        return in_batches(
-            inputs, decode_config.batch_size, translate_batch, decode_config.num_return_sequences
-        )
-
-    def _translate_batch(self, inputs, decode_config: DecodeConfig, sampling):
-        count = decode_config.num_return_sequences
-        non_blank = tf.where(tf.logical_not(blank_sentences(inputs)))[:, 0]  # [M]
-        source_ids, _ = source_token_ids(
-            self.source_tokenizer, tf.gather(inputs, non_blank), self.model.config.max_length
-        )
-        max_length = output_length(
-            decode_config, tf.shape(source_ids)[1], self.model.config.max_length
-        )
-        result = search(self.model, source_ids, decode_config, max_length, sampling=sampling)
-        texts = detokenize(self.target_tokenizer, result.sequences)  # [M, N]
-        # Row M of the padded results is the blank answer; blank inputs point at it.
+        texts, scores = in_batches(
+            tf.gather(inputs, non_blank), decode_config.batch_size, translate_batch, count
+        )  # [M, N]
+        # Row M of the results is the blank answer; blank inputs point at it.
         texts = tf.concat([texts, tf.fill([1, count], "")], axis=0)
-        scores = tf.concat([result.scores, tf.zeros([1, count])], axis=0)
+        scores = tf.concat([scores, tf.zeros([1, count])], axis=0)
         rows = tf.tensor_scatter_nd_update(
             tf.fill(tf.shape(inputs, out_type=tf.int64), tf.shape(non_blank, tf.int64)[0]),
             non_blank[:, None],
             tf.range(tf.shape(non_blank, tf.int64)[0]),
         )  # [B]
         return tf.gather(texts, rows), tf.gather(scores, rows)
+
+    def _translate_batch(self, inputs, decode_config: DecodeConfig, sampling):
+        model_max_length = self.model.config.max_length
+        source_ids, lengths = source_token_ids(self.source_tokenizer, inputs, model_max_length)
+        max_length = output_length(decode_config, tf.shape(source_ids)[1], model_max_length)
+        step_limits = output_length(
+            decode_config, tf.minimum(lengths, model_max_length), model_max_length
+        )  # [b]: each sentence's own
+        result = search(
+            self.model,
+            source_ids,
+            decode_config,
+            max_length,
+            sampling=sampling,
+            step_limit=step_limits,
+        )
+        return detokenize(self.target_tokenizer, result.sequences), result.scores  # [b, N]
 
     def serving_default(self, inputs):
         texts, scores = self.translate(inputs, self.best_config)
