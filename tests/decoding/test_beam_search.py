@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_transformer.constants import BOS, EOS, PAD
-from tf_transformer.decoding.beam_search import beam_search
+from tf_transformer.decoding.beam_search import beam_search, top_extensions
 
 VOCAB_SIZE = 7
 IMPOSSIBLE = -1e4  # logit of a token the fake model never produces
@@ -26,14 +26,16 @@ TABLE = bigram_logits({BOS: {4: 0.6, 5: 0.4}, 4: {EOS: 0.7, 6: 0.3}, 5: {6: 1.0}
 
 
 class CountingBigramModel:
-    """`next_logits` from a bigram table; counts its calls."""
+    """`next_logits` from a bigram table; counts its calls and the rows of each."""
 
     def __init__(self, table=TABLE):
         self.table = table
         self.calls = 0
+        self.rows = []
 
     def __call__(self, token_ids, cache, index):
         self.calls += 1
+        self.rows.append(int(token_ids.shape[0]))
         return tf.gather(self.table, token_ids), cache
 
 
@@ -94,3 +96,69 @@ def test_live_beams_fill_the_places_no_finished_hypothesis_takes():
 def test_rejects_more_return_sequences_than_beams():
     with pytest.raises(ValueError, match="num_return_sequences must be in"):
         run(beam_size=2, num_return_sequences=3)
+
+
+def test_the_first_step_runs_one_row_per_sentence_then_one_per_beam():
+    model = CountingBigramModel()
+    run(model, batch_size=2, beam_size=3)
+    assert model.rows[0] == 2 and set(model.rows[1:]) == {6}
+
+
+# After BOS: EOS (0.4), 4 (0.35) or 5 (0.25); after 4: EOS (0.1) or 6 (0.9); after 5:
+# EOS (0.9) or 6 (0.1); after 6: EOS. With beam 2 and alpha 1, [EOS] (-0.92) and [5 EOS]
+# (-1.28) finish first, but the live [4 6] goes on to [4 6 EOS] (-0.87), the best.
+LATE_WINNER = bigram_logits(
+    {BOS: {EOS: 0.4, 4: 0.35, 5: 0.25}, 4: {EOS: 0.1, 6: 0.9}, 5: {EOS: 0.9, 6: 0.1}, 6: {EOS: 1.0}}
+)
+
+
+def test_beams_finished_stops_once_beam_size_hypotheses_have_finished():
+    model = CountingBigramModel(LATE_WINNER)
+    result = run(model, beam_size=2, length_penalty=1.0)
+    np.testing.assert_array_equal(result.sequences, [[[PAD] * 6]])  # [EOS]: empty
+    np.testing.assert_allclose(result.scores, [[math.log(0.4)]], rtol=1e-6)
+    assert model.calls == 2
+
+
+def test_the_exact_stop_rule_searches_on_for_a_better_hypothesis():
+    model = CountingBigramModel(LATE_WINNER)
+    result = run(model, beam_size=2, length_penalty=1.0, stop_rule="exact")
+    np.testing.assert_array_equal(result.sequences, [[[4, 6, PAD, PAD, PAD, PAD]]])
+    np.testing.assert_allclose(result.scores, [[math.log(0.315) / (8 / 6)]], rtol=1e-5)
+    assert model.calls > 2
+
+
+def test_each_sentence_stops_at_its_own_step_limit():
+    limited = run(batch_size=2, beam_size=2, length_penalty=0.0, step_limit=tf.constant([1, 6]))
+    alone = run(beam_size=2, length_penalty=0.0)
+    # Sentence 0 may generate one token: no hypothesis finished, the best live beam [4].
+    np.testing.assert_array_equal(limited.sequences[0], [[4, PAD, PAD, PAD, PAD, PAD]])
+    np.testing.assert_allclose(limited.scores[0], [math.log(0.6)], rtol=1e-6)
+    np.testing.assert_array_equal(limited.sequences[1], alone.sequences[0])
+    np.testing.assert_allclose(limited.scores[1], alone.scores[0], rtol=1e-6)
+
+
+def test_finished_rows_give_empty_hypotheses_and_do_not_delay_the_stop():
+    model = CountingBigramModel()
+    result = run(model, batch_size=2, beam_size=2, finished_rows=tf.constant([False, True]))
+    np.testing.assert_array_equal(result.sequences[1], [[PAD] * 6])
+    np.testing.assert_array_equal(result.sequences[0], run(beam_size=2).sequences[0])
+    assert model.calls == 3  # as for sentence 0 alone
+
+
+def test_rejects_an_unknown_stop_rule():
+    with pytest.raises(ValueError, match="stop_rule must be 'beams_finished' or 'exact'"):
+        run(beam_size=2, stop_rule="never")
+
+
+@pytest.mark.parametrize("vocab_size", [8000, 50])  # by chunks; plain top-k
+def test_top_extensions_equal_a_top_k_over_every_extension(vocab_size):
+    generator = np.random.default_rng(0)
+    logits = generator.normal(size=(3, 4, vocab_size)).astype("float32") * 3
+    live = generator.normal(size=(3, 4)).astype("float32")
+    values, beams, tokens = top_extensions(tf.constant(logits), tf.constant(live), 8)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True)) + live[:, :, None]
+    expected = np.sort(log_probs.reshape(3, -1), axis=1)[:, ::-1][:, :8]
+    np.testing.assert_allclose(values, expected, rtol=1e-5)
+    picked = log_probs[np.arange(3)[:, None], np.asarray(beams), np.asarray(tokens)]
+    np.testing.assert_allclose(picked, expected, rtol=1e-5)

@@ -124,3 +124,23 @@ def test_read_lines_reads_a_url_and_splits_on_newline_only(tmp_path, monkeypatch
         source.write(b"first\r\n" + b"x" * 3_000_000 + b"\rlast")  # over a read block
     assert read_lines("ram://read_lines_test/long.txt") == ["first", "x" * 3_000_000 + "\rlast"]
     assert os.listdir(tmp_path) == []
+
+
+def test_sentences_are_searched_sorted_by_length_and_returned_in_order(tiny_run):
+    sentences = ["a b c d e f g h", "", "a", "a b c", "a b", "  ", "a b c d e"]
+    config = config_lib.DecodeConfig(batch_size=2, beam_size=2)
+    translator = Translator.from_run(tiny_run, config)
+    batches = translator.batches(sentences)
+    assert sorted(index for batch in batches for index in batch) == [0, 2, 3, 4, 6]
+    lengths = [len(sentences[index].split()) for batch in batches for index in batch]
+    assert lengths == sorted(lengths)  # blanks left out, shortest first
+    # Each sentence's translation is its own, whatever else shares its batch.
+    one_by_one = [translator.translate([sentence])[0] for sentence in sentences]
+    assert translator.translate(sentences) == one_by_one
+    assert one_by_one[1] == one_by_one[5] == "" and one_by_one[0] != ""
+
+
+def test_sampling_batches_keep_the_input_order(tiny_run):
+    config = config_lib.DecodeConfig(batch_size=2, sample=True)
+    sentences = ["a b c d e", "a", "", "a b c"]
+    assert Translator.from_run(tiny_run, config).batches(sentences) == [[0, 1], [3]]

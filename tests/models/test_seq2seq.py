@@ -98,6 +98,26 @@ def test_cached_decoding_reproduces_the_full_forward_pass(model):
     assert np.abs(np.stack(steps, axis=1) - full)[REAL_TARGET].max() < 1e-4
 
 
+def test_a_sources_keys_and_values_serve_all_its_hypotheses(model):
+    """Three decoder rows per source sentence attend to one copy of its keys and
+    values: the same logits as each row with its own tiled copy."""
+    model.build()
+    encoder_outputs = model.encode(SOURCE)
+    shared = model.initial_cache(encoder_outputs, SOURCE != PAD, max_length=8)
+    tiled = model.initial_cache(
+        np.repeat(encoder_outputs, 3, axis=0), np.repeat(SOURCE != PAD, 3, axis=0), max_length=8
+    )
+    shared = shared._replace(self_attention=tiled.self_attention)  # one per row
+    tokens = np.array([BOS, 11, 12, BOS, 14, 15], "int32")  # rows 0-2: sentence 0
+    shared_logits, shared_cache = model.decode_step(tokens, shared, 0)
+    tiled_logits, tiled_cache = model.decode_step(tokens, tiled, 0)
+    assert shared.cross_attention[0].shape[0] == 2 and tiled.cross_attention[0].shape[0] == 6
+    np.testing.assert_allclose(shared_logits, tiled_logits, atol=1e-5)
+    np.testing.assert_allclose(
+        shared_cache.self_attention[0], tiled_cache.self_attention[0], atol=1e-6
+    )
+
+
 def test_save_and_load_keras_file_gives_identical_outputs(model, tmp_path):
     expected = logits(model)
     model.save(tmp_path / "m.keras")
