@@ -72,7 +72,7 @@ def test_cached_self_attention_equals_causal_attention():
     attention = MultiHeadAttention(D_MODEL, num_heads=4)
     sequence = random_sequence(length=5)
     full = np.asarray(attention(sequence, attention_mask=masks.causal_mask(5)))
-    cache = np.zeros((2, 2, 8, 4, D_MODEL // 4), "float32")
+    cache = np.zeros((2, 2, 4, 8, D_MODEL // 4), "float32")
     steps = []
     for index in range(5):
         outputs, cache = attention.cached_self_attention(
@@ -134,7 +134,7 @@ def test_float16_attention_scales_before_q_dot_k_so_large_activations_stay_finit
     assert np.isfinite(half_outputs).all()
     np.testing.assert_allclose(half_outputs, float32_outputs, rtol=1e-3)
     # The cached decoding path shares the scaling.
-    cache = np.zeros((2, 2, 5, 1, D_MODEL), "float16")
+    cache = np.zeros((2, 2, 1, 5, D_MODEL), "float16")
     steps = []
     for index in range(5):
         outputs, cache = half.cached_self_attention(inputs[:, index : index + 1], cache, index)
@@ -147,8 +147,8 @@ def test_float32_attention_probabilities_are_softmax_of_scaled_q_dot_k():
     query, source = random_sequence(length=3), random_sequence(length=4)
     key_value = attention.project_key_value(source)
     queries = np.asarray(attention.query_projection(query)).reshape(2, 3, 2, 8)
-    keys = np.asarray(key_value)[:, 0]  # [B, S, H, Dh]
-    scores = np.einsum("bthd,bshd->bhts", queries, keys) / np.sqrt(8.0)
+    keys = np.asarray(key_value)[:, 0]  # [B, H, S, Dh]
+    scores = np.einsum("bthd,bhsd->bhts", queries, keys) / np.sqrt(8.0)
     expected = np.exp(scores - scores.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
     np.testing.assert_allclose(
@@ -250,7 +250,7 @@ def test_cached_block_prefill_and_steps_equal_the_full_pass(normalize_first, cro
     if cross_attention:
         encoder_arguments = dict(encoder_outputs=source)
     expected = np.asarray(block(inputs, padding_mask=padding, **encoder_arguments))
-    cache = np.zeros((2, 2, 6, 4, D_MODEL // 4), "float32")
+    cache = np.zeros((2, 2, 4, 6, D_MODEL // 4), "float32")
     cached_arguments = {}
     if cross_attention:
         cached_arguments = dict(encoder_key_value=block.project_encoder_key_value(source))

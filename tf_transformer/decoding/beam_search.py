@@ -205,10 +205,11 @@ def beam_search(
         live_parents = ops.take_along_axis(top_beams, live_positions, axis=1)  # [B, K]
         # Rows of the [B * k, ...] cache that the new beams continue.
         parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
-        cache = keras.tree.map_structure(
-            lambda tensor: ops.take(tensor, ops.reshape(parent_rows, (-1,)), axis=0),
-            state.cache,
-        )
+        cache = state.cache  # one beam (greedy search): every row continues itself
+        if beam_size > 1:
+            cache = keras.tree.map_structure(
+                lambda tensor: ops.take(tensor, ops.reshape(parent_rows, (-1,)), axis=0), cache
+            )
 
         # Extensions ending in EOS within the top K join the finished hypotheses, unless
         # their sentence has stopped.

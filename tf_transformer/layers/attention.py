@@ -2,8 +2,9 @@
 
 Why our own layer rather than `keras.layers.MultiHeadAttention` or keras_hub's
 `CachedMultiHeadAttention`: self-attention projects queries, keys and values with one
-matmul; the cache is one ``[B, 2, T, H, Dh]`` tensor per layer (so beam search reorders
-it with a single gather); cross-attention projects the encoder output once per sentence
+matmul; the cache is one ``[B, 2, H, T, Dh]`` tensor per layer (so beam search reorders
+it with a single gather), heads first so that each step's attention reads every head's
+keys contiguously; cross-attention projects the encoder output once per sentence
 instead of once per step; masks are boolean, without Keras's implicit mask plumbing.
 (`keras.ops.dot_product_attention` has no dropout on the attention
 probabilities, so the two einsums are spelled out here.)
@@ -26,7 +27,7 @@ class CachedOutput(NamedTuple):
     """Result of a cached step: its outputs and the updated cache."""
 
     outputs: object  # [B, T, d_model]
-    cache: object  # [B, 2, max_length, H, Dh], keys then values
+    cache: object  # [B, 2, H, max_length, Dh], keys then values
 
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
@@ -86,9 +87,9 @@ class MultiHeadAttention(keras.layers.Layer):
         """``[B, S, 2 * d_model]`` projections -> keys and values, each ``[B, S, H, Dh]``.
 
         Training attends to these strided views directly; only the decoding caches
-        are stacked as ``[B, 2, S, H, Dh]`` (`project_key_value`,
-        `cached_self_attention`), where per-step attention wants keys and values
-        contiguous. Transposing every training projection into that layout slowed the
+        are stacked as ``[B, 2, H, S, Dh]`` (`project_key_value`,
+        `cached_self_attention`), where per-step attention wants each head's keys and
+        values contiguous. Transposing every training projection into that layout slowed the
         training step (BENCHMARKS.md, "Measurements behind the code").
         """
         batch_size, length = ops.shape(key_value)[0], ops.shape(key_value)[1]
@@ -105,14 +106,21 @@ class MultiHeadAttention(keras.layers.Layer):
         return self._split_query_heads(self.query_projection(query))
 
     def project_key_value(self, source):
-        """``[B, S, d_model] -> [B, 2, S, H, Dh]``: keys and values of `source`."""
-        return ops.stack(self._key_value_heads(self.key_value_projection(source)), axis=1)
+        """``[B, S, d_model] -> [B, 2, H, S, Dh]``: keys and values of `source`."""
+        return _heads_first(*self._key_value_heads(self.key_value_projection(source)))
 
     def _project_self_attention(self, inputs):
         """Queries, keys and values ``[B, T, H, Dh]`` of `inputs`
         from one ``d_model x 3 d_model`` matmul with the query and key/value kernels
         side by side, instead of two narrower ones (the weights stay separate, so
-        checkpoints are unchanged)."""
+        checkpoints are unchanged). A quantized model (`model.quantize`) keeps int8
+        kernels with their scales, which only the layers themselves apply: then the
+        two projections run as layers."""
+        if self.query_projection.quantization_mode is not None:
+            return (
+                self._query_heads(inputs),
+                *self._key_value_heads(self.key_value_projection(inputs)),
+            )
         kernel = ops.concatenate(
             [self.query_projection.kernel, self.key_value_projection.kernel], axis=1
         )
@@ -123,40 +131,53 @@ class MultiHeadAttention(keras.layers.Layer):
         query, key_value = projected[..., : self.d_model], projected[..., self.d_model :]
         return (self._split_query_heads(query), *self._key_value_heads(key_value))
 
-    def _probabilities(self, query_heads, keys, attention_mask):
-        """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision.
+    def _probabilities(self, query_heads, keys, attention_mask, keys_equation="bshd"):
+        """Softmax attention weights ``[B, H, T, S]`` in float32, even under mixed precision,
+        of queries ``[B, T, H, Dh]`` over keys laid out as `keys_equation` says
+        (``[B, S, H, Dh]``, or ``[B, H, S, Dh]`` from a cache).
 
         The queries are scaled by 1/sqrt(Dh) before Q·K, not the scores after: under
         float16 the unscaled product of large activations overflows (max 65,504), and the
         product stays in the compute dtype (a float32 matmul would leave the fast path).
         """
         query_heads = query_heads * ops.cast(self.head_dim**-0.5, query_heads.dtype)
-        scores = ops.cast(ops.einsum("bthd,bshd->bhts", query_heads, keys), "float32")
+        scores = ops.einsum(f"bthd,{keys_equation}->bhts", query_heads, keys)
+        scores = ops.cast(scores, "float32")
         if attention_mask is not None:
             scores = ops.where(ops.expand_dims(attention_mask, 1), scores, -1e9)
         return ops.softmax(scores, axis=-1)
 
     def attention_probabilities(self, query, key_value, attention_mask=None):
         """Attention weights ``[B, H, T, S]`` (float32, no dropout) of `query`
-        ``[B, T, d_model]`` over projected `key_value` ``[B, 2, S, H, Dh]``: for
+        ``[B, T, d_model]`` over projected `key_value` ``[B, 2, H, S, Dh]``: for
         inspecting and plotting what the model attends to."""
-        return self._probabilities(self._query_heads(query), key_value[:, 0], attention_mask)
+        return self._probabilities(
+            self._query_heads(query), key_value[:, 0], attention_mask, "bhsd"
+        )
 
-    def _attend_heads(self, query_heads, keys, values, attention_mask, training):
+    def _attend_heads(
+        self, query_heads, keys, values, attention_mask, training, keys_equation="bshd"
+    ):
         """Attention of projected queries ``[B, T, H, Dh]`` over projected `keys` and
-        `values` ``[B, S, H, Dh]``, through the output projection: ``[B, T, d_model]``."""
-        probabilities = self._probabilities(query_heads, keys, attention_mask)
+        `values` ``[B, S, H, Dh]`` (or ``[B, H, S, Dh]``: `keys_equation` "bhsd"),
+        through the output projection: ``[B, T, d_model]``."""
+        probabilities = self._probabilities(query_heads, keys, attention_mask, keys_equation)
         probabilities = ops.cast(probabilities, query_heads.dtype)
         probabilities = self.probability_dropout(probabilities, training=training)
-        outputs = ops.einsum("bhts,bshd->bthd", probabilities, values)
+        outputs = ops.einsum(f"bhts,{keys_equation}->bthd", probabilities, values)
         batch_size, query_length = ops.shape(query_heads)[0], ops.shape(query_heads)[1]
         outputs = ops.reshape(outputs, (batch_size, query_length, self.d_model))
         return self.output_projection(outputs)
 
     def attend(self, query, key_value, attention_mask=None, training=None):
-        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, S, H, Dh]``."""
+        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, H, S, Dh]``."""
         return self._attend_heads(
-            self._query_heads(query), key_value[:, 0], key_value[:, 1], attention_mask, training
+            self._query_heads(query),
+            key_value[:, 0],
+            key_value[:, 1],
+            attention_mask,
+            training,
+            keys_equation="bhsd",
         )
 
     def call(self, query, source=None, attention_mask=None, training=None):
@@ -170,20 +191,22 @@ class MultiHeadAttention(keras.layers.Layer):
     def cached_self_attention(self, query, cache, cache_index, key_padding_mask=None):
         """Self-attention for `query` ``[B, T, d_model]`` at positions cache_index..+T.
 
-        Writes these positions' keys and values into `cache` ``[B, 2, max_length, H,
+        Writes these positions' keys and values into `cache` ``[B, 2, H, max_length,
         Dh]`` at `cache_index` (in place, static shapes) and attends causally to every
         position filled so far, except those `key_padding_mask` (bool ``[B,
         max_length]``, optional) marks False.
         """
         query_length = ops.shape(query)[1]
         query_heads, keys, values = self._project_self_attention(query)
-        key_value = ops.cast(ops.stack([keys, values], axis=1), cache.dtype)
-        cache = ops.slice_update(cache, (0, 0, cache_index, 0, 0), key_value)
-        max_length = ops.shape(cache)[2]
+        key_value = ops.cast(_heads_first(keys, values), cache.dtype)
+        cache = ops.slice_update(cache, (0, 0, 0, cache_index, 0), key_value)
+        max_length = ops.shape(cache)[3]
         visible = masks.causal_mask(query_length, max_length, query_offset=cache_index)
         if key_padding_mask is not None:
             visible = ops.logical_and(visible, ops.cast(key_padding_mask, "bool")[:, None, :])
-        outputs = self._attend_heads(query_heads, cache[:, 0], cache[:, 1], visible, False)
+        outputs = self._attend_heads(
+            query_heads, cache[:, 0], cache[:, 1], visible, False, keys_equation="bhsd"
+        )
         return CachedOutput(outputs, cache)
 
     def compute_output_shape(self, query_shape, source_shape=None):
@@ -196,3 +219,8 @@ class MultiHeadAttention(keras.layers.Layer):
             "num_heads": self.num_heads,
             "dropout": self.dropout,
         }
+
+
+def _heads_first(keys, values):
+    """Keys and values ``[B, S, H, Dh]`` -> one ``[B, 2, H, S, Dh]`` tensor."""
+    return ops.transpose(ops.stack([keys, values], axis=1), (0, 1, 3, 2, 4))

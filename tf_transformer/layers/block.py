@@ -177,7 +177,7 @@ class TransformerBlock(keras.layers.Layer):
         )
 
     def project_encoder_key_value(self, encoder_outputs):
-        """``[B, S, d_model] -> [B, 2, S, H, Dh]``, computed once per sentence."""
+        """``[B, S, d_model] -> [B, 2, H, S, Dh]``, computed once per sentence."""
         return self.cross_attention.project_key_value(encoder_outputs)
 
     def cached_call(
@@ -192,11 +192,11 @@ class TransformerBlock(keras.layers.Layer):
         """Runs positions cache_index..+T of `inputs` ``[B, T, d_model]`` (inference
         only): T is a whole prompt when prefilling, 1 for each generated token.
 
-        `self_attention_cache` ``[B, 2, max_length, H, Dh]`` holds the keys and values
+        `self_attention_cache` ``[B, 2, H, max_length, Dh]`` holds the keys and values
         of earlier positions; the returned cache adds these ones. `key_padding_mask`
         bool ``[B, max_length]`` hides cache positions that hold padding (a
         left-padded prompt); causality hides the positions not yet written.
-        `encoder_key_value` ``[B / R, 2, S, H, Dh]`` and `encoder_padding_mask`
+        `encoder_key_value` ``[B / R, 2, H, S, Dh]`` and `encoder_padding_mask`
         ``[B / R, S]`` may have one row per R consecutive rows of `inputs` (the
         hypotheses of one source sentence).
         """

@@ -86,9 +86,9 @@ class TransformerModel(MultiWorkerFitMixin, keras.Model):
             )
 
     def empty_self_attention_cache(self, batch_size, length):
-        """Zeros ``[B, 2, length, H, Dh]`` for one block's keys and values."""
+        """Zeros ``[B, 2, H, length, Dh]`` for one block's keys and values."""
         return ops.zeros(
-            (batch_size, 2, length, self.config.num_heads, self.config.head_dim),
+            (batch_size, 2, self.config.num_heads, length, self.config.head_dim),
             dtype=self.compute_dtype,
         )
 

@@ -32,8 +32,8 @@ class DecoderCache(NamedTuple):
     `self_attention`.
     """
 
-    self_attention: tuple  # per layer: [B * R, 2, max_length, H, Dh]
-    cross_attention: tuple  # per layer: [B, 2, S, H, Dh]
+    self_attention: tuple  # per layer: [B * R, 2, H, max_length, Dh]
+    cross_attention: tuple  # per layer: [B, 2, H, S, Dh]
     encoder_padding_mask: object  # [B, S] bool
 
 
