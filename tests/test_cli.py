@@ -80,3 +80,15 @@ def test_the_console_script_is_quiet_unless_verbose():
     failed = run("train", "--set", "train.stpes=3")
     assert failed.returncode == 2
     assert "Unknown config key train.stpes" in failed.stderr
+
+
+def test_decode_flags_override_the_runs_decode_section(tiny_run):
+    from tf_transformer.cli import _decode_config, build_parser
+
+    args = build_parser().parse_args(
+        ["translate", "--model", str(tiny_run), "--stop-rule", "exact", "--beam-size", "3"]
+    )
+    decode = _decode_config(args)
+    assert (decode.stop_rule, decode.beam_size) == ("exact", 3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["translate", "--model", "r", "--stop-rule", "never"])

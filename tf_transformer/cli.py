@@ -227,6 +227,12 @@ def _add_decode_arguments(parser: argparse.ArgumentParser, sampling: bool = True
     parser.add_argument("--beam-size", type=int, help="beams per sentence (1: greedy)")
     parser.add_argument("--length-penalty", type=float, help="GNMT alpha (0: none)")
     parser.add_argument("--max-length", type=int, help="absolute output length limit")
+    parser.add_argument(
+        "--stop-rule",
+        choices=("beams_finished", "exact"),
+        help="beam search: stop a sentence once beam_size hypotheses finished, or on "
+        "the exact bound",
+    )
     parser.add_argument("--seed", type=int, help="sampling seed")
     if not sampling:
         return
