@@ -39,17 +39,6 @@ LENGTH_QUANTUM = 16
 SORTED_BATCHES = 16
 
 
-def padded_length(longest, model_max_length: int):
-    """`longest` (tokens, a Python int or scalar tensor) rounded up to a multiple of
-    LENGTH_QUANTUM, within [LENGTH_QUANTUM, model_max_length]."""
-    if isinstance(longest, int | np.integer):
-        return min(model_max_length, LENGTH_QUANTUM * max(1, -(-int(longest) // LENGTH_QUANTUM)))
-    longest = tf.maximum(longest, 1)
-    return tf.minimum(
-        model_max_length, LENGTH_QUANTUM * tf.cast(tf.math.ceil(longest / LENGTH_QUANTUM), tf.int32)
-    )
-
-
 def blank_sentences(sentences):
     """True for the sentences ``[B]`` that are empty or only whitespace: they translate
     to "" without reaching the model."""
@@ -71,9 +60,12 @@ def source_token_ids(source_tokenizer, sentences, model_max_length: int):
     pieces = pieces[:, : model_max_length - 1]
     eos = tf.fill([pieces.nrows(), 1], tf.constant(EOS, pieces.dtype))
     rows = tf.concat([pieces, eos], axis=1)
-    length = padded_length(tf.cast(tf.reduce_max(rows.row_lengths()), tf.int32), model_max_length)
+    longest = tf.maximum(tf.reduce_max(rows.row_lengths()), 1)
+    padded_length = tf.minimum(
+        model_max_length, LENGTH_QUANTUM * tf.cast(tf.math.ceil(longest / LENGTH_QUANTUM), tf.int32)
+    )
     ids = rows.to_tensor(PAD)
-    source_ids = tf.pad(ids, [[0, 0], [0, length - tf.shape(ids)[1]]], constant_values=PAD)
+    source_ids = tf.pad(ids, [[0, 0], [0, padded_length - tf.shape(ids)[1]]], constant_values=PAD)
     return source_ids, lengths
 
 
