@@ -64,6 +64,12 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
         "--quantization",
         help="ctranslate2 only: weight type, e.g. int8 (default: the weights' float32)",
     )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="translation SavedModel: greedy and beam search compiled with XLA (TF Serving "
+        "runs it only with --xla_cpu_compilation_enabled=true)",
+    )
     # Sampling settings other than the seed are inputs of the sample signature.
     _add_decode_arguments(parser, sampling=False)
     parser.add_argument("--output", required=True, help="model directory, e.g. saved_models/NAME")
@@ -77,6 +83,8 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> None:
+    if args.xla and args.format != "savedmodel":
+        raise ValueError("--xla is for --format savedmodel")
     if args.format == "ctranslate2":
         _run_ctranslate2_export(args)
         return
@@ -86,7 +94,9 @@ def _run_export(args: argparse.Namespace) -> None:
     from tf_transformer.serving.export import export_run  # imports TensorFlow
 
     started = time.perf_counter()
-    version_dir = export_run(args.model, args.output, decode_config, args.num_samples)
+    version_dir = export_run(
+        args.model, args.output, decode_config, args.num_samples, jit_compile=args.xla
+    )
     print(f"Exported {args.model} to {version_dir} in {time.perf_counter() - started:.0f} s")
 
 

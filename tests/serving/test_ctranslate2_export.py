@@ -136,4 +136,7 @@ def test_cli_export(tmp_path, capsys):
         == 2
     )
     assert "--quantization is for --format ctranslate2" in capsys.readouterr().err
+    xla = ["export", "--format", "ctranslate2", "--xla", "--model", str(RUN), "--output", "x"]
+    assert main(xla) == 2
+    assert "--xla is for --format savedmodel" in capsys.readouterr().err
     shutil.rmtree(output_dir)

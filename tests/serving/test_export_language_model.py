@@ -96,3 +96,10 @@ def test_a_fresh_process_without_the_package_generates_the_same(saved_model, loa
     assert result.returncode == 0, result.stderr[-2000:]
     expected = loaded.signatures["serving_default"](inputs=tf.constant(PROMPTS))["outputs"]
     assert json.loads(result.stdout.splitlines()[-1]) == [t.decode() for t in expected.numpy()]
+
+
+def test_xla_export_is_refused_for_a_language_model(tiny_lm_run, tmp_path, capsys):
+    arguments = ["export", "--model", str(tiny_lm_run), "--output", str(tmp_path), "--xla"]
+    assert main(arguments) == 2
+    assert "XLA export is for translation runs" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -44,13 +44,40 @@ def call(saved_model, name: str, inputs: tf.Tensor):
     return saved_model.signatures[name](inputs=inputs)
 
 
-@pytest.mark.parametrize("name", ["serving_default", "translate_nbest", "sample_with_seed"])
-def test_the_export_of_the_old_checkpoint_gives_the_recorded_outputs(saved_model, name):
-    result = call(saved_model, name, tf.constant(RECORDED["inputs"]))
+@pytest.fixture(scope="module")
+def xla_saved_model(run_dir, tmp_path_factory):
+    export_dir = str(tmp_path_factory.mktemp("xla_export"))
+    return tf.saved_model.load(export_run(run_dir, export_dir, BEAM, 2, jit_compile=True))
+
+
+def assert_recorded(result, name: str):
     expected = RECORDED["signatures"][name]
     outputs = tf.nest.map_structure(lambda text: text.decode(), result["outputs"].numpy().tolist())
     assert outputs == expected["outputs"]
     np.testing.assert_allclose(result["scores"].numpy(), expected["scores"], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["serving_default", "translate_nbest", "sample_with_seed"])
+def test_the_export_of_the_old_checkpoint_gives_the_recorded_outputs(saved_model, name):
+    assert_recorded(call(saved_model, name, tf.constant(RECORDED["inputs"])), name)
+
+
+@pytest.mark.parametrize("name", ["serving_default", "translate_nbest"])
+def test_the_xla_export_gives_the_recorded_outputs_at_every_batch_bucket(xla_saved_model, name):
+    signature = xla_saved_model.signatures[name]
+    library = signature.graph.as_graph_def().library.function
+    assert any(function.attr["_XlaMustCompile"].b for function in library)
+    assert_recorded(signature(inputs=tf.constant(RECORDED["inputs"])), name)
+    # One sentence at a time: batches of one row, and source lengths of their own.
+    for index, sentence in enumerate(RECORDED["inputs"][:3]):
+        alone = signature(inputs=tf.constant([sentence]))
+        expected = RECORDED["signatures"][name]
+        assert [t.decode() for t in np.ravel(alone["outputs"])] == np.ravel(
+            expected["outputs"][index]
+        ).tolist()
+        np.testing.assert_allclose(
+            np.ravel(alone["scores"]), np.ravel(expected["scores"][index]), atol=1e-4
+        )
 
 
 def test_the_translator_gives_the_recorded_translations(run_dir):

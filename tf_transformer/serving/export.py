@@ -24,6 +24,14 @@ A request runs `decode.batch_size` inputs at a time (a loop inside the graph), s
 memory stays that of one batch whatever its size; the k-th batch samples from
 `batch_seed(seed, k)`, as the Python `Translator` does.
 
+With `jit_compile`, greedy and beam search (serving_default, translate_nbest) run
+XLA-compiled inside the graph, a batch padded to a power of two of rows and its sources
+to a multiple of `decoding.translator.LENGTH_QUANTUM` tokens, so requests fall into a
+few shapes, each compiled on its first call. `tf.saved_model.load` runs it as is; TF
+Serving only with its experimental `--xla_cpu_compilation_enabled=true` flag (off by
+default, so the default export is plain TensorFlow). Sampling stays plain TensorFlow:
+XLA draws other random numbers than TensorFlow's kernels.
+
 The model is exported in float32 whatever its training precision (`float32_copy`).
 Each export is written to a temporary directory beside the versions and moved to the
 next version number only when complete.
@@ -38,6 +46,7 @@ import keras
 import tensorflow as tf
 
 from tf_transformer.config import DecodeConfig, join_path, load_run
+from tf_transformer.constants import PAD
 from tf_transformer.data.tokenizer import vocabulary_paths
 from tf_transformer.decoding.classifier import TextClassifier, text_probabilities
 from tf_transformer.decoding.generator import (
@@ -106,8 +115,11 @@ class _TranslationGraph:
         target_tokenizer,
         decode_config: DecodeConfig,
         num_samples: int,
+        jit_compile: bool = False,
     ):
         self.model = model
+        self.jit_compile = jit_compile
+        self._compiled_searches: dict[int, tf.types.experimental.GenericFunction] = {}
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.best_config = dataclasses.replace(decode_config, sample=False, num_return_sequences=1)
@@ -153,10 +165,19 @@ class _TranslationGraph:
     def _translate_batch(self, inputs, decode_config: DecodeConfig, sampling):
         model_max_length = self.model.config.max_length
         source_ids, lengths = source_token_ids(self.source_tokenizer, inputs, model_max_length)
-        max_length = output_length(decode_config, tf.shape(source_ids)[1], model_max_length)
         step_limits = output_length(
             decode_config, tf.minimum(lengths, model_max_length), model_max_length
         )  # [b]: each sentence's own
+        if self.jit_compile and sampling is None:
+            sequences, scores = self._compiled_search(decode_config, source_ids, step_limits)
+        else:
+            sequences, scores = self._search(decode_config, source_ids, step_limits, sampling)
+        return detokenize(self.target_tokenizer, sequences), scores  # [b, N]
+
+    def _search(self, decode_config: DecodeConfig, source_ids, step_limits, sampling=None):
+        max_length = output_length(
+            decode_config, tf.shape(source_ids)[1], self.model.config.max_length
+        )  # from the padded length: a compile-time constant under XLA
         result = search(
             self.model,
             source_ids,
@@ -165,7 +186,26 @@ class _TranslationGraph:
             sampling=sampling,
             step_limit=step_limits,
         )
-        return detokenize(self.target_tokenizer, result.sequences), result.scores  # [b, N]
+        return result.sequences, result.scores
+
+    def _compiled_search(self, decode_config: DecodeConfig, source_ids, step_limits):
+        """`_search` compiled with XLA on the batch padded to a power of two of rows
+        (all-PAD rows, finished from the start), its results sliced back."""
+        count = decode_config.num_return_sequences
+        if count not in self._compiled_searches:
+            self._compiled_searches[count] = tf.function(
+                lambda ids, limits: self._search(decode_config, ids, limits), jit_compile=True
+            )
+        rows = tf.shape(source_ids)[0]
+        batch_size = decode_config.batch_size
+        sizes = [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size]
+        sizes = tf.constant([*sizes, batch_size])
+        filler = sizes[tf.searchsorted(sizes, rows[None])[0]] - rows
+        sequences, scores = self._compiled_searches[count](
+            tf.pad(source_ids, [[0, filler], [0, 0]], constant_values=PAD),
+            tf.pad(step_limits, [[0, filler]], constant_values=1),
+        )
+        return sequences[:rows], scores[:rows]
 
     def serving_default(self, inputs):
         texts, scores = self.translate(inputs, self.best_config)
@@ -194,12 +234,15 @@ def export_translator(
     vocabulary_files: list[str],
     output_dir: str,
     num_samples: int = 1,
+    jit_compile: bool = False,
 ) -> str:
     """Writes the translation SavedModel to the next version directory OUTPUT_DIR/N (1,
     2, ...: the layout TF Serving watches; a local path or any tf.io.gfile URL) and
-    returns that directory (see `write_version`)."""
+    returns that directory (see `write_version`); `jit_compile`: XLA-compiled search."""
     model = float32_copy(model)
-    graph = _TranslationGraph(model, source_tokenizer, target_tokenizer, decode_config, num_samples)
+    graph = _TranslationGraph(
+        model, source_tokenizer, target_tokenizer, decode_config, num_samples, jit_compile
+    )
     archive = keras.export.ExportArchive()
     archive.track(model)
     for tokenizer in {id(t): t for t in (source_tokenizer, target_tokenizer)}.values():
@@ -400,12 +443,15 @@ def export_run(
     output_dir: str,
     decode_config: DecodeConfig | None = None,
     num_samples: int = 1,
+    jit_compile: bool = False,
 ) -> str:
     """Exports a training run (its model.keras and vocabulary; local paths or URLs) with
     `decode_config` (default: the run's `decode` section) and, for translation,
-    `num_samples` samples per sentence in the sample signatures; returns the version
-    directory."""
+    `num_samples` samples per sentence in the sample signatures and `jit_compile` for an
+    XLA-compiled search; returns the version directory."""
     task = load_run(run_dir).task
+    if jit_compile and task != "translation":
+        raise ValueError(f"XLA export is for translation runs; {run_dir} is a {task} run")
     if task == "classification":
         classifier = TextClassifier.from_run(run_dir)
         return export_classifier(
@@ -434,6 +480,7 @@ def export_run(
         list(vocabulary_paths(translator.data_config)),
         output_dir,
         num_samples,
+        jit_compile,
     )
 
 
