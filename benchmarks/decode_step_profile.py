@@ -59,6 +59,8 @@ def search_step_ms(model, sources, beams: int, steps: int) -> float:
 
     def search(sources):
         start = model.start_generation(sources, steps)
+        # Older checkouts reorder every cache tensor and have no reorder_cache.
+        reorder = {"reorder_cache": start.reorder_cache} if hasattr(start, "reorder_cache") else {}
         return beam_search_module.beam_search(
             without_eos(forbidding_special_tokens(start.next_logits)),
             start.cache,
@@ -66,6 +68,7 @@ def search_step_ms(model, sources, beams: int, steps: int) -> float:
             beam_size=beams,
             max_length=steps,
             length_penalty=0.6,
+            **reorder,
         ).scores
 
     return 1000 * seconds(search, sources, repeats=1) / steps

@@ -82,6 +82,38 @@ def test_cached_self_attention_equals_causal_attention():
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_attention_through_beam_slots_equals_attention_over_each_rows_own_history(compiled):
+    """Rows 0-2 and 3-5 are the beams of two sentences; each position before the current
+    one sits in the row `beam_slots` names. Attending through the slots equals plain
+    cached attention over a cache gathered so that every row holds its own history."""
+    attention = MultiHeadAttention(D_MODEL, num_heads=4)
+    attention.build((None, 1, D_MODEL))
+    groups, beams, length, index = 2, 3, 6, 4
+    cache = rng.normal(size=(groups * beams, 2, 4, length, D_MODEL // 4)).astype("float32")
+    beam_slots = rng.integers(0, beams, size=(groups, beams, length)).astype("int32")
+    query = random_sequence(batch=groups * beams, length=1)
+    with_slots = attention.cached_self_attention
+    if compiled:
+        with_slots = tf.function(with_slots, jit_compile=True)
+    outputs, written = with_slots(query, cache, index, beam_slots=beam_slots)
+
+    rows = np.arange(groups * beams)
+    source_rows = (rows // beams * beams)[:, None] + beam_slots.reshape(groups * beams, length)
+    gathered = cache[source_rows, :, :, np.arange(length)]  # [B, L, 2, H, Dh]
+    gathered = np.transpose(gathered, (0, 2, 3, 1, 4))
+    expected, expected_written = attention.cached_self_attention(query, gathered, index)
+    np.testing.assert_allclose(outputs, expected, atol=1e-5)
+    # The current position is written into each row's own cache, nothing else moves.
+    np.testing.assert_allclose(np.asarray(written)[:, :, :, :index], cache[:, :, :, :index])
+    np.testing.assert_allclose(
+        np.asarray(written)[:, :, :, index], np.asarray(expected_written)[:, :, :, index]
+    )
+    # Slots matter: reading every position from the row itself gives other outputs.
+    own, _ = attention.cached_self_attention(query, cache, index)
+    assert np.abs(np.asarray(own) - np.asarray(expected)).max() > 1e-3
+
+
 def test_self_attention_fused_projection_equals_separate_query_and_key_value():
     attention = MultiHeadAttention(d_model=D_MODEL, num_heads=4)
     inputs = random_sequence()

@@ -108,6 +108,7 @@ def beam_search(
     stop_rule: str = "beams_finished",
     step_limit=None,
     finished_rows=None,
+    reorder_cache=None,
 ) -> SearchResult:
     """Beam search with the GNMT length penalty, a per-sentence stop and n-best output.
 
@@ -125,9 +126,9 @@ def beam_search(
     every sentence has stopped.
 
     The first step runs on one row per sentence (its K beams would all be the same);
-    the cache is repeated for the K beams after it and reordered as beams move, so
-    per-sentence state that no beam changes (an encoder's keys and values) belongs in
-    `next_logits`'s closure, not in the cache.
+    the cache is repeated for the K beams after it and reordered as beams move
+    (`reorder_cache`), so per-sentence state that no beam changes (an encoder's keys
+    and values) belongs in `next_logits`'s closure, not in the cache.
 
     Args:
         next_logits: ``(token_ids [R], cache, index) -> (logits [R, V], cache)``, the
@@ -148,6 +149,10 @@ def beam_search(
             one compiled search.
         finished_rows: ``[B]`` bool, rows that need no search (batch filler): they
             stop at once and give empty hypotheses.
+        reorder_cache: ``(cache, parent_rows [B * K], index) -> cache`` for beams that
+            continue those rows after the step at model position `index` (default:
+            every tensor's rows gathered). The first step's repetition to K beams
+            always gathers.
 
     Returns:
         `SearchResult`: sequences ``[B, N, L]`` and scores ``[B, N]``, best first. If
@@ -205,10 +210,13 @@ def beam_search(
         live_parents = ops.take_along_axis(top_beams, live_positions, axis=1)  # [B, K]
         # Rows of the [B * k, ...] cache that the new beams continue.
         parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
+        parent_rows = ops.reshape(parent_rows, (-1,))  # [B * K]
         cache = state.cache  # one beam (greedy search): every row continues itself
-        if beam_size > 1:
+        if beam_size > 1 and (live_count > 1 and reorder_cache is not None):
+            cache = reorder_cache(cache, parent_rows, position_after(start_index, index))
+        elif beam_size > 1:
             cache = keras.tree.map_structure(
-                lambda tensor: ops.take(tensor, ops.reshape(parent_rows, (-1,)), axis=0), cache
+                lambda tensor: ops.take(tensor, parent_rows, axis=0), cache
             )
 
         # Extensions ending in EOS within the top K join the finished hypotheses, unless

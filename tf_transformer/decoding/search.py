@@ -110,6 +110,7 @@ def search(
             stop_rule=decode_config.stop_rule,
             step_limit=step_limit,
             finished_rows=ops.all(ops.equal(inputs, PAD), axis=1),
+            reorder_cache=start.reorder_cache,
         )
     count = decode_config.num_return_sequences if num_samples is None else num_samples
     repeated_inputs = ops.repeat(inputs, count, axis=0)  # [B * N, ...]

@@ -2,10 +2,11 @@
 
 Why our own layer rather than `keras.layers.MultiHeadAttention` or keras_hub's
 `CachedMultiHeadAttention`: self-attention projects queries, keys and values with one
-matmul; the cache is one ``[B, 2, H, T, Dh]`` tensor per layer (so beam search reorders
-it with a single gather), heads first so that each step's attention reads every head's
-keys contiguously; cross-attention projects the encoder output once per sentence
-instead of once per step; masks are boolean, without Keras's implicit mask plumbing.
+matmul; the cache is one ``[B, 2, H, T, Dh]`` tensor per layer, heads first so that
+each step's attention reads every head's keys contiguously, and beam search never moves
+it (its beams read one another's rows through slot numbers, `beam_slots`);
+cross-attention projects the encoder output once per sentence instead of once per step;
+masks are boolean, without Keras's implicit mask plumbing.
 (`keras.ops.dot_product_attention` has no dropout on the attention
 probabilities, so the two einsums are spelled out here.)
 
@@ -188,18 +189,30 @@ class MultiHeadAttention(keras.layers.Layer):
             keys, values = self._key_value_heads(self.key_value_projection(source))
         return self._attend_heads(query_heads, keys, values, attention_mask, training)
 
-    def cached_self_attention(self, query, cache, cache_index, key_padding_mask=None):
+    def cached_self_attention(
+        self, query, cache, cache_index, key_padding_mask=None, beam_slots=None
+    ):
         """Self-attention for `query` ``[B, T, d_model]`` at positions cache_index..+T.
 
         Writes these positions' keys and values into `cache` ``[B, 2, H, max_length,
         Dh]`` at `cache_index` (in place, static shapes) and attends causally to every
         position filled so far, except those `key_padding_mask` (bool ``[B,
         max_length]``, optional) marks False.
+
+        `beam_slots` (int32 ``[B / R, R, max_length]``, one position per row: T = 1)
+        lets the R consecutive rows of each sentence (its beams) read their history
+        from one another's rows: position s < cache_index of row r is in row
+        ``beam_slots[., r, s]`` of its group, the position written now in its own. A
+        beam search then reorders only these slot numbers, never the cache.
         """
         query_length = ops.shape(query)[1]
         query_heads, keys, values = self._project_self_attention(query)
         key_value = ops.cast(_heads_first(keys, values), cache.dtype)
         cache = ops.slice_update(cache, (0, 0, 0, cache_index, 0), key_value)
+        if beam_slots is not None:
+            return CachedOutput(
+                self._attend_beam_slots(query_heads, cache, cache_index, beam_slots), cache
+            )
         max_length = ops.shape(cache)[3]
         visible = masks.causal_mask(query_length, max_length, query_offset=cache_index)
         if key_padding_mask is not None:
@@ -208,6 +221,58 @@ class MultiHeadAttention(keras.layers.Layer):
             query_heads, cache[:, 0], cache[:, 1], visible, False, keys_equation="bhsd"
         )
         return CachedOutput(outputs, cache)
+
+    def _attend_beam_slots(self, query_heads, cache, cache_index, beam_slots):
+        """`cached_self_attention`'s attention with `beam_slots`, for queries ``[B, 1,
+        H, Dh]``: every row's keys and values meet the R queries of its group (row b
+        and head h stay the matmuls' leading batch dimensions, as the cache lies, so
+        XLA moves no cache bytes), and a mask keeps each query's own history. R times
+        the arithmetic of plain attention, which for a few beams costs far less than
+        gathering the whole cache at every step."""
+        groups, rows_per_group, max_length = ops.shape(beam_slots)
+        heads, head_dim = self.num_heads, self.head_dim
+        queries = ops.reshape(
+            query_heads * ops.cast(head_dim**-0.5, query_heads.dtype),
+            (groups, 1, rows_per_group, heads, head_dim),
+        )
+        queries = ops.transpose(queries, (0, 1, 3, 2, 4))  # [G, 1, H, R (queries), Dh]
+        queries = ops.reshape(
+            ops.broadcast_to(queries, (groups, rows_per_group, heads, rows_per_group, head_dim)),
+            (groups * rows_per_group, heads, rows_per_group, head_dim),
+        )  # [B, H, R, Dh]: row b meets its group's queries
+        scores = ops.einsum("bhqd,bhsd->bhqs", queries, cache[:, 0])
+        scores = ops.reshape(
+            ops.cast(scores, "float32"),
+            (groups, rows_per_group, heads, rows_per_group, max_length),
+        )  # [G, R (rows holding keys), H, R (queries), L]
+        positions = ops.arange(max_length, dtype="int32")  # [L]
+        slots = ops.arange(rows_per_group, dtype="int32")  # [R]
+        source_slots = ops.where(
+            positions[None, None, :] == cache_index,
+            slots[None, :, None],
+            ops.cast(beam_slots, "int32"),
+        )  # [G, R (queries), L]: the row holding each position of each query's history
+        visible = ops.logical_and(
+            ops.equal(source_slots[:, None, :, :], slots[None, :, None, None]),
+            positions <= cache_index,
+        )  # [G, R (rows), R (queries), L]
+        scores = ops.where(visible[:, :, None], scores, -1e9)
+        # Softmax over the rows and positions together.
+        scores = ops.exp(scores - ops.max(scores, axis=(1, 4), keepdims=True))
+        probabilities = scores / ops.sum(scores, axis=(1, 4), keepdims=True)
+        probabilities = ops.reshape(
+            ops.cast(probabilities, query_heads.dtype),
+            (groups * rows_per_group, heads, rows_per_group, max_length),
+        )
+        outputs = ops.einsum("bhqs,bhsd->bhqd", probabilities, cache[:, 1])
+        outputs = ops.sum(
+            ops.reshape(outputs, (groups, rows_per_group, heads, rows_per_group, head_dim)),
+            axis=1,
+        )  # [G, H, R (queries), Dh]
+        outputs = ops.transpose(outputs, (0, 2, 1, 3))
+        return self.output_projection(
+            ops.reshape(outputs, (groups * rows_per_group, 1, self.d_model))
+        )
 
     def compute_output_shape(self, query_shape, source_shape=None):
         return query_shape

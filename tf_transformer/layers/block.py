@@ -188,6 +188,7 @@ class TransformerBlock(keras.layers.Layer):
         key_padding_mask=None,
         encoder_key_value=None,
         encoder_padding_mask=None,
+        beam_slots=None,
     ):
         """Runs positions cache_index..+T of `inputs` ``[B, T, d_model]`` (inference
         only): T is a whole prompt when prefilling, 1 for each generated token.
@@ -198,13 +199,15 @@ class TransformerBlock(keras.layers.Layer):
         left-padded prompt); causality hides the positions not yet written.
         `encoder_key_value` ``[B / R, 2, H, S, Dh]`` and `encoder_padding_mask`
         ``[B / R, S]`` may have one row per R consecutive rows of `inputs` (the
-        hypotheses of one source sentence).
+        hypotheses of one source sentence); `beam_slots` (see
+        `MultiHeadAttention.cached_self_attention`) which of those rows hold each
+        earlier position's keys and values.
         """
         updated = []
 
         def attend_to_cache(x):
             attended, cache = self.self_attention.cached_self_attention(
-                x, self_attention_cache, cache_index, key_padding_mask
+                x, self_attention_cache, cache_index, key_padding_mask, beam_slots
             )
             updated.append(cache)
             return attended

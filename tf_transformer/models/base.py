@@ -39,6 +39,9 @@ class GenerationStart(NamedTuple):
     cache: object  # any nest of [B, ...] tensors
     # (token_ids [B], cache, index) -> (logits [B, V] float32, cache)
     next_logits: Callable
+    # (cache, parent_rows [B * K], index) -> the cache of beams that continue those rows
+    # after the step at position `index`; None: every tensor's rows gathered.
+    reorder_cache: Callable | None = None
 
 
 def position_after(start_index, steps):

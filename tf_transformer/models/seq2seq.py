@@ -28,13 +28,15 @@ class DecoderCache(NamedTuple):
 
     The self-attention cache has one row per hypothesis (R per source sentence, R = 1
     for greedy search, K beams for beam search); the source's keys and values and its
-    mask one row per sentence, shared by its hypotheses: a search reorders only
-    `self_attention`.
+    mask one row per sentence, shared by its hypotheses. `beam_slots` (optional) says
+    which row of its sentence's R holds each earlier position of a hypothesis
+    (`MultiHeadAttention.cached_self_attention`): a beam search reorders only these.
     """
 
     self_attention: tuple  # per layer: [B * R, 2, H, max_length, Dh]
     cross_attention: tuple  # per layer: [B, 2, H, S, Dh]
     encoder_padding_mask: object  # [B, S] bool
+    beam_slots: object = None  # [B * R, max_length] int32, in 0..R-1
 
 
 class DecodeStep(NamedTuple):
@@ -231,6 +233,10 @@ class Seq2SeqTransformer(TransformerModel):
             start_index=index,
             training=False,
         )
+        beam_slots = cache.beam_slots
+        if beam_slots is not None:  # [B * R, L] -> [B, R, L]
+            sentences = ops.shape(cache.encoder_padding_mask)[0]
+            beam_slots = ops.reshape(beam_slots, (sentences, -1, ops.shape(beam_slots)[1]))
         updated_self_attention = []
         for block, layer_cache, encoder_key_value in zip(
             self.decoder_blocks, cache.self_attention, cache.cross_attention, strict=True
@@ -241,6 +247,7 @@ class Seq2SeqTransformer(TransformerModel):
                 index,
                 encoder_key_value=encoder_key_value,
                 encoder_padding_mask=cache.encoder_padding_mask,
+                beam_slots=beam_slots,
             )
             updated_self_attention.append(layer_cache)
         logits = self._logits(outputs)[:, 0]  # [B, vocab]
@@ -249,9 +256,12 @@ class Seq2SeqTransformer(TransformerModel):
     def start_generation(self, encoder_inputs, max_new_tokens, use_cache: bool = True):
         """Encodes source ids ``[B, S]`` once; the search starts from BOS at position 0.
 
-        The search carries only the self-attention cache; the source's keys and values
-        stay in `next_logits`'s closure, one copy per sentence whatever the number of
-        hypotheses (never tiled per beam, never reordered).
+        The search carries the self-attention cache and its beam slots; the source's
+        keys and values stay in `next_logits`'s closure, one copy per sentence whatever
+        the number of hypotheses (never tiled per beam, never reordered). Reordering
+        beams (`reorder_cache`) moves only their slot numbers: each hypothesis keeps
+        writing its keys and values into its own row and reads its history through
+        the slots.
 
         `use_cache=False` gives the naive decoder instead: every step re-runs the
         decoder over the whole fixed-length prefix (the causal mask hides the PAD
@@ -265,13 +275,36 @@ class Seq2SeqTransformer(TransformerModel):
         if use_cache:
             cache = self.initial_cache(encoder_outputs, encoder_padding_mask, max_new_tokens)
 
-            def next_logits(token_ids, self_attention, index):
+            def next_logits(token_ids, carried, index):
+                self_attention, beam_slots = carried
                 step = self.decode_step(
-                    token_ids, cache._replace(self_attention=self_attention), index
+                    token_ids,
+                    cache._replace(self_attention=self_attention, beam_slots=beam_slots),
+                    index,
                 )
-                return step.logits, step.cache.self_attention
+                return step.logits, (step.cache.self_attention, beam_slots)
 
-            return GenerationStart(first_tokens, start_index, cache.self_attention, next_logits)
+            def reorder_cache(carried, parent_rows, index):
+                """Row r of the B * R hypotheses continues row `parent_rows[r]` of its
+                sentence, whose keys and values up to `index` stay where they are."""
+                self_attention, beam_slots = carried
+                rows_per_sentence = ops.shape(beam_slots)[0] // batch_size
+                written_now = ops.arange(ops.shape(beam_slots)[1]) == index  # [L]
+                beam_slots = ops.where(
+                    written_now[None, :],
+                    (parent_rows % rows_per_sentence)[:, None],
+                    ops.take(beam_slots, parent_rows, axis=0),
+                )
+                return self_attention, beam_slots
+
+            beam_slots = ops.zeros((batch_size, max_new_tokens), "int32")
+            return GenerationStart(
+                first_tokens,
+                start_index,
+                (cache.self_attention, beam_slots),
+                next_logits,
+                reorder_cache,
+            )
 
         def uncached_next_logits(token_ids, prefix, index):
             prefix = ops.slice_update(prefix, (0, index), ops.cast(token_ids, "int32")[:, None])
