@@ -11,10 +11,11 @@ impossible, so no sentence stops early), compiled with XLA; the search's time ov
 each compiled and called --repeats times: the vocabulary matmul of every beam's row,
 log-softmax, top-k over the K * V extensions of each sentence (what the search did
 before) and `top_extensions` (what it does now), the gather that reorders one layer's
-self-attention cache, and one layer's attention over its cache in the two layouts
-(positions first, the old one; heads first, today's). It uses the installed
-tf_transformer, so with PYTHONPATH set to another checkout it times that code's search
-(the parts that checkout lacks are left out). Prints one JSON object on the last line.
+self-attention cache, one layer's attention over its cache in the two layouts
+(positions first, the old one; heads first) and through beam slots (today's: no
+reorder). It uses the installed tf_transformer, so with PYTHONPATH set to another
+checkout it times that code's search (the parts that checkout lacks are left out).
+Prints one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tf_transformer.config import ModelConfig
 from tf_transformer.constants import EOS
 from tf_transformer.decoding import beam_search as beam_search_module
 from tf_transformer.decoding.search import forbidding_special_tokens
+from tf_transformer.layers import MultiHeadAttention
 from tf_transformer.models import Seq2SeqTransformer
 
 
@@ -108,6 +110,18 @@ def part_ms(args, config: ModelConfig) -> dict[str, float]:
         ),
         "attention_one_layer_heads_first": (lambda q, c: attend(q, c, "bhsd"), query, heads_first),
     }
+    if hasattr(MultiHeadAttention, "_attend_beam_slots"):
+        # Attention that reads each beam's history through slot numbers instead of a
+        # reordered cache (the query's scaling and output projection included).
+        attention = MultiHeadAttention(config.d_model, heads)
+        attention.build((rows, 1, config.d_model))
+        slots = tf.random.uniform([args.batch, args.beams, steps], 0, args.beams, tf.int32)
+        parts["attention_one_layer_beam_slots"] = (
+            lambda q, c, s: attention._attend_beam_slots(q, c, steps - 1, s),
+            query,
+            heads_first,
+            slots,
+        )
     if hasattr(beam_search_module, "top_extensions"):
         parts["top_extensions"] = (
             lambda logits, live: beam_search_module.top_extensions(
