@@ -680,6 +680,11 @@ def join_path(directory: str, name: str) -> str:
     return f"{str(directory).rstrip('/')}/{name}"
 
 
+def base_name(path: str) -> str:
+    """The last part of a local path or a URL, as `join_path` joins them."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1]
+
+
 def is_relative_path(path: str) -> bool:
     """True for a path relative to some directory: neither absolute nor a URL."""
     return "://" not in path and not path.startswith("/")

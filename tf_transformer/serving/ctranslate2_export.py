@@ -25,11 +25,10 @@ import numpy as np
 import sentencepiece
 import tensorflow as tf
 
-from tf_transformer.config import join_path, load_run
+from tf_transformer.config import base_name, join_path, load_run
 from tf_transformer.data.tokenizer import vocabulary_paths
 from tf_transformer.models import Seq2SeqTransformer
 from tf_transformer.models.base import load_run_model
-from tf_transformer.serving.export import _basename
 
 # CTranslate2's quantizations of the weights (`ctranslate2.Translator(compute_type=...)`
 # converts again at load time).
@@ -209,5 +208,5 @@ def export_ctranslate2(run_dir: str, output_dir: str, quantization: str | None =
                 os.path.join(local_dir, name), join_path(output_dir, name), overwrite=True
             )
     for path in dict.fromkeys((source_path, target_path)):
-        tf.io.gfile.copy(path, join_path(output_dir, _basename(path)), overwrite=True)
+        tf.io.gfile.copy(path, join_path(output_dir, base_name(path)), overwrite=True)
     return output_dir

@@ -45,7 +45,7 @@ import uuid
 import keras
 import tensorflow as tf
 
-from tf_transformer.config import DecodeConfig, join_path, load_run
+from tf_transformer.config import DecodeConfig, base_name, join_path, load_run
 from tf_transformer.constants import PAD
 from tf_transformer.data.tokenizer import vocabulary_paths
 from tf_transformer.decoding.classifier import TextClassifier, text_probabilities
@@ -379,20 +379,16 @@ def write_version(archive, vocabulary_files: list[str], output_dir: str) -> str:
         archive.write_out(temporary_dir, verbose=False)
         tf.io.gfile.makedirs(join_path(temporary_dir, "assets"))
         for path in dict.fromkeys(map(str, vocabulary_files)):
-            tf.io.gfile.copy(path, join_path(temporary_dir, f"assets/{_basename(path)}"))
+            tf.io.gfile.copy(path, join_path(temporary_dir, f"assets/{base_name(path)}"))
         return _publish(temporary_dir, output_dir)
     finally:
         if tf.io.gfile.exists(temporary_dir):  # only our own directory, never a version
             tf.io.gfile.rmtree(temporary_dir)
 
 
-def _basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _next_version(output_dir: str) -> int:
     names = (
-        [_basename(name) for name in tf.io.gfile.listdir(output_dir)]
+        [base_name(name) for name in tf.io.gfile.listdir(output_dir)]
         if tf.io.gfile.isdir(output_dir)
         else []
     )
@@ -433,7 +429,7 @@ def _move_files(source_dir: str, target_dir: str) -> None:
         target = join_path(target_dir, relative) if relative else target_dir
         tf.io.gfile.makedirs(target)  # also empty ones; listings need them on ram://
         moves += [(join_path(directory, name), join_path(target, name)) for name in files]
-    moves.sort(key=lambda move: _basename(move[0]) == SAVED_MODEL_FILE)
+    moves.sort(key=lambda move: base_name(move[0]) == SAVED_MODEL_FILE)
     for source, target in moves:
         tf.io.gfile.rename(source, target, overwrite=False)
 
