@@ -212,7 +212,7 @@ def beam_search(
         parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
         parent_rows = ops.reshape(parent_rows, (-1,))  # [B * K]
         cache = state.cache  # one beam (greedy search): every row continues itself
-        if beam_size > 1 and (live_count > 1 and reorder_cache is not None):
+        if beam_size > 1 and live_count > 1 and reorder_cache is not None:
             cache = reorder_cache(cache, parent_rows, position_after(start_index, index))
         elif beam_size > 1:
             cache = keras.tree.map_structure(
