@@ -6,7 +6,8 @@ The run is converted to CTranslate2 (`tf-transformer export --format ctranslate2
 float32 and in int8 into a temporary directory. Each engine first translates every
 sentence once untimed (ours compiles its search shapes, CTranslate2 warms up); then
 --rounds rounds, the engines taking turns in each, time a whole pass over the sentences
-(tokenization and detokenization included). Both search with --beam-size beams, the
+(tokenization and detokenization included). CTranslate2 runs in a child process, away
+from TensorFlow's thread pools. Both search with --beam-size beams, the
 run's length penalty (CTranslate2 divides by L ** alpha, ours by ((5 + L) / 6) ** alpha)
 and batches of --batch-size sentences, CTranslate2 on --threads threads. CTranslate2's
 output limit is ours for the longest source of the file; each of its sentences stops at
@@ -21,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -34,6 +36,23 @@ from tf_transformer.data.tokenizer import vocabulary_paths
 from tf_transformer.decoding.translator import Translator, read_lines
 from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.serving.ctranslate2_export import ctranslate2_translate, export_ctranslate2
+
+
+def _ctranslate2_worker(connection, model_dirs, model_proto, threads: int, options) -> None:
+    """Child process: translates each (quantization, sentences) request received with
+    that CTranslate2 model and sends back (translations, seconds); None ends it."""
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+    translators = {
+        quantization: ctranslate2.Translator(
+            model_dir, device="cpu", compute_type=quantization, intra_threads=threads
+        )
+        for quantization, model_dir in model_dirs.items()
+    }
+    while (request := connection.recv()) is not None:
+        quantization, sentences = request
+        started = time.perf_counter()
+        texts = ctranslate2_translate(translators[quantization], processor, sentences, **options)
+        connection.send((texts, time.perf_counter() - started))
 
 
 def main() -> None:
@@ -58,35 +77,50 @@ def main() -> None:
     references = read_lines(args.ref)[: args.limit] if args.ref else None
     longest = int(tf.reduce_max(translator.source_ids(sentences)[1]))
     max_length = translator.output_length(longest)
-    source_max_length = translator.model_max_length
-    processor = sentencepiece.SentencePieceProcessor(
-        model_proto=tf.io.gfile.GFile(vocabulary_paths(translator.data_config)[0], "rb").read()
+    model_proto = tf.io.gfile.GFile(vocabulary_paths(translator.data_config)[0], "rb").read()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+    options = dict(
+        max_length=max_length,
+        source_max_length=translator.model_max_length,
+        beam_size=args.beam_size,
+        length_penalty=decode_config.length_penalty,
+        batch_size=args.batch_size,
     )
 
-    engines = {"ours": translator.translate}
     with tempfile.TemporaryDirectory() as scratch:
-        for quantization in ("float32", "int8"):
-            model_dir = export_ctranslate2(args.model, f"{scratch}/{quantization}", quantization)
-            ct2 = ctranslate2.Translator(
-                model_dir, device="cpu", compute_type=quantization, intra_threads=args.threads
-            )
-            engines[f"ctranslate2_{quantization}"] = lambda batch, ct2=ct2: ctranslate2_translate(
-                ct2,
-                processor,
-                batch,
-                max_length,
-                source_max_length,
-                beam_size=args.beam_size,
-                length_penalty=decode_config.length_penalty,
-                batch_size=args.batch_size,
-            )
-        translations = {name: translate(sentences) for name, translate in engines.items()}
+        model_dirs = {
+            quantization: export_ctranslate2(args.model, f"{scratch}/{quantization}", quantization)
+            for quantization in ("float32", "int8")
+        }
+        # CTranslate2 runs in a child process: beside TensorFlow's thread pools in one
+        # process, its OpenMP threads ran 2-3 times slower.
+        connection, child_connection = multiprocessing.get_context("spawn").Pipe()
+        worker = multiprocessing.get_context("spawn").Process(
+            target=_ctranslate2_worker,
+            args=(child_connection, model_dirs, model_proto, args.threads, options),
+        )
+        worker.start()
+
+        def timed_ours(batch):
+            started = time.perf_counter()
+            return translator.translate(batch), time.perf_counter() - started
+
+        def timed_ctranslate2(batch, quantization):
+            connection.send((quantization, batch))
+            return connection.recv()  # (translations, seconds measured in the child)
+
+        engines = {
+            "ours": timed_ours,
+            "ctranslate2_float32": lambda batch: timed_ctranslate2(batch, "float32"),
+            "ctranslate2_int8": lambda batch: timed_ctranslate2(batch, "int8"),
+        }
+        translations = {name: translate(sentences)[0] for name, translate in engines.items()}
         seconds: dict[str, list[float]] = {name: [] for name in engines}
         for _ in range(args.rounds):
             for name, translate in engines.items():
-                started = time.perf_counter()
-                translate(sentences)
-                seconds[name].append(time.perf_counter() - started)
+                seconds[name].append(translate(sentences)[1])
+        connection.send(None)
+        worker.join()
 
     results: dict[str, object] = {
         "model": args.model,
