@@ -6,8 +6,8 @@ The run is converted to CTranslate2 (`tf-transformer export --format ctranslate2
 float32 and in int8 into a temporary directory. Each engine first translates every
 sentence once untimed (ours compiles its search shapes, CTranslate2 warms up); then
 --rounds rounds, the engines taking turns in each, time a whole pass over the sentences
-(tokenization and detokenization included). CTranslate2 runs in a child process, away
-from TensorFlow's thread pools. Both search with --beam-size beams, the
+(tokenization and detokenization included). Each CTranslate2 model runs in a child process
+of its own. Both search with --beam-size beams, the
 run's length penalty (CTranslate2 divides by L ** alpha, ours by ((5 + L) / 6) ** alpha)
 and batches of --batch-size sentences, CTranslate2 on --threads threads. CTranslate2's
 output limit is ours for the longest source of the file; each of its sentences stops at
@@ -38,20 +38,18 @@ from tf_transformer.evaluation.metrics import corpus_scores
 from tf_transformer.serving.ctranslate2_export import ctranslate2_translate, export_ctranslate2
 
 
-def _ctranslate2_worker(connection, model_dirs, model_proto, threads: int, options) -> None:
-    """Child process: translates each (quantization, sentences) request received with
-    that CTranslate2 model and sends back (translations, seconds); None ends it."""
+def _ctranslate2_worker(
+    connection, quantization: str, model_dir: str, model_proto: bytes, threads: int, options
+) -> None:
+    """Child process: translates each list of sentences received with the CTranslate2
+    model in `model_dir` and sends back (translations, seconds); None ends it."""
     processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
-    translators = {
-        quantization: ctranslate2.Translator(
-            model_dir, device="cpu", compute_type=quantization, intra_threads=threads
-        )
-        for quantization, model_dir in model_dirs.items()
-    }
-    while (request := connection.recv()) is not None:
-        quantization, sentences = request
+    translator = ctranslate2.Translator(
+        model_dir, device="cpu", compute_type=quantization, intra_threads=threads
+    )
+    while (sentences := connection.recv()) is not None:
         started = time.perf_counter()
-        texts = ctranslate2_translate(translators[quantization], processor, sentences, **options)
+        texts = ctranslate2_translate(translator, processor, sentences, **options)
         connection.send((texts, time.perf_counter() - started))
 
 
@@ -92,22 +90,34 @@ def main() -> None:
             quantization: export_ctranslate2(args.model, f"{scratch}/{quantization}", quantization)
             for quantization in ("float32", "int8")
         }
-        # CTranslate2 runs in a child process: beside TensorFlow's thread pools in one
-        # process, its OpenMP threads ran 2-3 times slower.
-        connection, child_connection = multiprocessing.get_context("spawn").Pipe()
-        worker = multiprocessing.get_context("spawn").Process(
-            target=_ctranslate2_worker,
-            args=(child_connection, model_dirs, model_proto, args.threads, options),
-        )
-        worker.start()
+        # Each CTranslate2 model runs alone in a child process: two translators in one
+        # process (or one beside TensorFlow's thread pools) ran 2-3 times slower.
+        spawn = multiprocessing.get_context("spawn")
+        connections, workers = {}, []
+        for quantization, model_dir in model_dirs.items():
+            connections[quantization], child_connection = spawn.Pipe()
+            workers.append(
+                spawn.Process(
+                    target=_ctranslate2_worker,
+                    args=(
+                        child_connection,
+                        quantization,
+                        model_dir,
+                        model_proto,
+                        args.threads,
+                        options,
+                    ),
+                )
+            )
+            workers[-1].start()
 
         def timed_ours(batch):
             started = time.perf_counter()
             return translator.translate(batch), time.perf_counter() - started
 
         def timed_ctranslate2(batch, quantization):
-            connection.send((quantization, batch))
-            return connection.recv()  # (translations, seconds measured in the child)
+            connections[quantization].send(batch)
+            return connections[quantization].recv()  # (translations, child's seconds)
 
         engines = {
             "ours": timed_ours,
@@ -119,8 +129,9 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, translate in engines.items():
                 seconds[name].append(translate(sentences)[1])
-        connection.send(None)
-        worker.join()
+        for connection, worker in zip(connections.values(), workers, strict=True):
+            connection.send(None)
+            worker.join()
 
     results: dict[str, object] = {
         "model": args.model,
