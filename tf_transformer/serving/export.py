@@ -119,7 +119,7 @@ class _TranslationGraph:
     ):
         self.model = model
         self.jit_compile = jit_compile
-        self._compiled_searches: dict[int, tf.types.experimental.GenericFunction] = {}
+        self._compiled_searches: dict[DecodeConfig, tf.types.experimental.GenericFunction] = {}
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.best_config = dataclasses.replace(decode_config, sample=False, num_return_sequences=1)
@@ -191,9 +191,8 @@ class _TranslationGraph:
     def _compiled_search(self, decode_config: DecodeConfig, source_ids, step_limits):
         """`_search` compiled with XLA on the batch padded to a power of two of rows
         (all-PAD rows, finished from the start), its results sliced back."""
-        count = decode_config.num_return_sequences
-        if count not in self._compiled_searches:
-            self._compiled_searches[count] = tf.function(
+        if decode_config not in self._compiled_searches:
+            self._compiled_searches[decode_config] = tf.function(
                 lambda ids, limits: self._search(decode_config, ids, limits), jit_compile=True
             )
         rows = tf.shape(source_ids)[0]
@@ -201,7 +200,7 @@ class _TranslationGraph:
         sizes = [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size]
         sizes = tf.constant([*sizes, batch_size])
         filler = sizes[tf.searchsorted(sizes, rows[None])[0]] - rows
-        sequences, scores = self._compiled_searches[count](
+        sequences, scores = self._compiled_searches[decode_config](
             tf.pad(source_ids, [[0, filler], [0, 0]], constant_values=PAD),
             tf.pad(step_limits, [[0, filler]], constant_values=1),
         )
