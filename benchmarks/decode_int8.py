@@ -18,7 +18,8 @@ import argparse
 import dataclasses
 import json
 import statistics
-import time
+
+from decode_rounds import add_arguments, alternating_rounds, speed_row, timed
 
 from tf_transformer.config import load_run
 from tf_transformer.decoding.translator import Translator, read_lines
@@ -27,13 +28,7 @@ from tf_transformer.evaluation.metrics import corpus_scores
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="translation run directory")
-    parser.add_argument("--src", required=True, help="source sentences, one per line")
-    parser.add_argument("--ref", help="references, for BLEU")
-    parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--limit", type=int, help="first N sentences only")
+    add_arguments(parser, batch_size=64)
     args = parser.parse_args()
 
     decode_config = dataclasses.replace(
@@ -46,13 +41,9 @@ def main() -> None:
     quantized.model.quantize("int8")
     translators["int8"] = quantized
 
-    translations = {name: t.translate(sentences) for name, t in translators.items()}
-    seconds: dict[str, list[float]] = {name: [] for name in translators}
-    for _ in range(args.rounds):
-        for name, translator in translators.items():
-            started = time.perf_counter()
-            translator.translate(sentences)
-            seconds[name].append(time.perf_counter() - started)
+    translations, seconds = alternating_rounds(
+        {name: timed(t.translate) for name, t in translators.items()}, sentences, args.rounds
+    )
 
     results: dict[str, object] = {
         "model": args.model,
@@ -61,12 +52,7 @@ def main() -> None:
         "batch_size": args.batch_size,
     }
     for name, texts in translations.items():
-        row = {
-            "sentences_per_s": round(
-                statistics.median(len(sentences) / s for s in seconds[name]), 2
-            ),
-            "sentences_per_s_rounds": [round(len(sentences) / s, 2) for s in seconds[name]],
-        }
+        row = speed_row(len(sentences), seconds[name])
         if references is not None:
             row["bleu"] = round(corpus_scores(texts, references)["bleu"], 2)
         results[name] = row

@@ -30,6 +30,7 @@ import time
 import ctranslate2
 import sentencepiece
 import tensorflow as tf
+from decode_rounds import add_arguments, alternating_rounds, speed_row, timed
 
 from tf_transformer.config import load_run
 from tf_transformer.data.tokenizer import vocabulary_paths
@@ -55,14 +56,8 @@ def _ctranslate2_worker(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="translation run directory")
-    parser.add_argument("--src", required=True, help="source sentences, one per line")
-    parser.add_argument("--ref", help="references, for BLEU")
-    parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
+    add_arguments(parser, batch_size=32)
     parser.add_argument("--threads", type=int, default=2, help="CTranslate2 intra_threads")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--limit", type=int, help="first N sentences only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -111,24 +106,16 @@ def main() -> None:
             )
             workers[-1].start()
 
-        def timed_ours(batch):
-            started = time.perf_counter()
-            return translator.translate(batch), time.perf_counter() - started
-
         def timed_ctranslate2(batch, quantization):
             connections[quantization].send(batch)
             return connections[quantization].recv()  # (translations, child's seconds)
 
         engines = {
-            "ours": timed_ours,
+            "ours": timed(translator.translate),
             "ctranslate2_float32": lambda batch: timed_ctranslate2(batch, "float32"),
             "ctranslate2_int8": lambda batch: timed_ctranslate2(batch, "int8"),
         }
-        translations = {name: translate(sentences)[0] for name, translate in engines.items()}
-        seconds: dict[str, list[float]] = {name: [] for name in engines}
-        for _ in range(args.rounds):
-            for name, translate in engines.items():
-                seconds[name].append(translate(sentences)[1])
+        translations, seconds = alternating_rounds(engines, sentences, args.rounds)
         for connection, worker in zip(connections.values(), workers, strict=True):
             connection.send(None)
             worker.join()
@@ -145,10 +132,7 @@ def main() -> None:
     for name, texts in translations.items():
         target_tokens = sum(len(processor.encode(text)) + 1 for text in texts)  # + EOS
         row = {
-            "sentences_per_s": round(
-                statistics.median(len(sentences) / s for s in seconds[name]), 2
-            ),
-            "sentences_per_s_rounds": [round(len(sentences) / s, 2) for s in seconds[name]],
+            **speed_row(len(sentences), seconds[name]),
             "target_tokens_per_s": round(
                 statistics.median(target_tokens / s for s in seconds[name]), 1
             ),
