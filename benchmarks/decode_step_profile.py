@@ -34,6 +34,7 @@ from tf_transformer.constants import EOS
 from tf_transformer.decoding import beam_search as beam_search_module
 from tf_transformer.decoding.search import forbidding_special_tokens
 from tf_transformer.layers import MultiHeadAttention
+from tf_transformer.layers import attention as attention_module
 from tf_transformer.models import Seq2SeqTransformer
 
 
@@ -116,10 +117,14 @@ def part_ms(args, config: ModelConfig) -> dict[str, float]:
         attention = MultiHeadAttention(config.d_model, heads)
         attention.build((rows, 1, config.d_model))
         slots = tf.random.uniform([args.batch, args.beams, steps], 0, args.beams, tf.int32)
+        # Older checkouts stack keys and values in one [B, 2, H, L, Dh] cache tensor.
+        cache = heads_first
+        if hasattr(attention_module, "KeyValue"):
+            cache = attention_module.KeyValue(heads_first[:, 0], heads_first[:, 1])
         parts["attention_one_layer_beam_slots"] = (
             lambda q, c, s: attention._attend_beam_slots(q, c, steps - 1, s),
             query,
-            heads_first,
+            cache,
             slots,
         )
     if hasattr(beam_search_module, "top_extensions"):

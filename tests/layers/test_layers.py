@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from tf_transformer.layers import (
     FeedForward,
+    KeyValue,
     MultiHeadAttention,
     PositionalEncoding,
     TokenEmbedding,
@@ -72,7 +73,7 @@ def test_cached_self_attention_equals_causal_attention():
     attention = MultiHeadAttention(D_MODEL, num_heads=4)
     sequence = random_sequence(length=5)
     full = np.asarray(attention(sequence, attention_mask=masks.causal_mask(5)))
-    cache = np.zeros((2, 2, 4, 8, D_MODEL // 4), "float32")
+    cache = KeyValue(*np.zeros((2, 2, 4, 8, D_MODEL // 4), "float32"))
     steps = []
     for index in range(5):
         outputs, cache = attention.cached_self_attention(
@@ -90,7 +91,9 @@ def test_attention_through_beam_slots_equals_attention_over_each_rows_own_histor
     attention = MultiHeadAttention(D_MODEL, num_heads=4)
     attention.build((None, 1, D_MODEL))
     groups, beams, length, index = 2, 3, 6, 4
-    cache = rng.normal(size=(groups * beams, 2, 4, length, D_MODEL // 4)).astype("float32")
+    cache = KeyValue(
+        *rng.normal(size=(2, groups * beams, 4, length, D_MODEL // 4)).astype("float32")
+    )
     beam_slots = rng.integers(0, beams, size=(groups, beams, length)).astype("int32")
     query = random_sequence(batch=groups * beams, length=1)
     with_slots = attention.cached_self_attention
@@ -100,15 +103,18 @@ def test_attention_through_beam_slots_equals_attention_over_each_rows_own_histor
 
     rows = np.arange(groups * beams)
     source_rows = (rows // beams * beams)[:, None] + beam_slots.reshape(groups * beams, length)
-    gathered = cache[source_rows, :, :, np.arange(length)]  # [B, L, 2, H, Dh]
-    gathered = np.transpose(gathered, (0, 2, 3, 1, 4))
+    # [B, L, H, Dh] -> [B, H, L, Dh]
+    gathered = KeyValue(
+        *(np.transpose(part[source_rows, :, np.arange(length)], (0, 2, 1, 3)) for part in cache)
+    )
     expected, expected_written = attention.cached_self_attention(query, gathered, index)
     np.testing.assert_allclose(outputs, expected, atol=1e-5)
     # The current position is written into each row's own cache, nothing else moves.
-    np.testing.assert_allclose(np.asarray(written)[:, :, :, :index], cache[:, :, :, :index])
-    np.testing.assert_allclose(
-        np.asarray(written)[:, :, :, index], np.asarray(expected_written)[:, :, :, index]
-    )
+    for written_part, expected_part, original in zip(written, expected_written, cache, strict=True):
+        np.testing.assert_allclose(np.asarray(written_part)[:, :, :index], original[:, :, :index])
+        np.testing.assert_allclose(
+            np.asarray(written_part)[:, :, index], np.asarray(expected_part)[:, :, index]
+        )
     # Slots matter: reading every position from the row itself gives other outputs.
     own, _ = attention.cached_self_attention(query, cache, index)
     assert np.abs(np.asarray(own) - np.asarray(expected)).max() > 1e-3
@@ -166,7 +172,7 @@ def test_float16_attention_scales_before_q_dot_k_so_large_activations_stay_finit
     assert np.isfinite(half_outputs).all()
     np.testing.assert_allclose(half_outputs, float32_outputs, rtol=1e-3)
     # The cached decoding path shares the scaling.
-    cache = np.zeros((2, 2, 1, 5, D_MODEL), "float16")
+    cache = KeyValue(*np.zeros((2, 2, 1, 5, D_MODEL), "float16"))
     steps = []
     for index in range(5):
         outputs, cache = half.cached_self_attention(inputs[:, index : index + 1], cache, index)
@@ -179,7 +185,7 @@ def test_float32_attention_probabilities_are_softmax_of_scaled_q_dot_k():
     query, source = random_sequence(length=3), random_sequence(length=4)
     key_value = attention.project_key_value(source)
     queries = np.asarray(attention.query_projection(query)).reshape(2, 3, 2, 8)
-    keys = np.asarray(key_value)[:, 0]  # [B, H, S, Dh]
+    keys = np.asarray(key_value.keys)  # [B, H, S, Dh]
     scores = np.einsum("bthd,bhsd->bhts", queries, keys) / np.sqrt(8.0)
     expected = np.exp(scores - scores.max(-1, keepdims=True))
     expected /= expected.sum(-1, keepdims=True)
@@ -282,7 +288,7 @@ def test_cached_block_prefill_and_steps_equal_the_full_pass(normalize_first, cro
     if cross_attention:
         encoder_arguments = dict(encoder_outputs=source)
     expected = np.asarray(block(inputs, padding_mask=padding, **encoder_arguments))
-    cache = np.zeros((2, 2, 4, 6, D_MODEL // 4), "float32")
+    cache = KeyValue(*np.zeros((2, 2, 4, 6, D_MODEL // 4), "float32"))
     cached_arguments = {}
     if cross_attention:
         cached_arguments = dict(encoder_key_value=block.project_encoder_key_value(source))

@@ -111,7 +111,8 @@ def test_a_sources_keys_and_values_serve_all_its_hypotheses(model):
     tokens = np.array([BOS, 11, 12, BOS, 14, 15], "int32")  # rows 0-2: sentence 0
     shared_logits, shared_cache = model.decode_step(tokens, shared, 0)
     tiled_logits, tiled_cache = model.decode_step(tokens, tiled, 0)
-    assert shared.cross_attention[0].shape[0] == 2 and tiled.cross_attention[0].shape[0] == 6
+    assert shared.cross_attention[0].keys.shape[0] == 2
+    assert tiled.cross_attention[0].keys.shape[0] == 6
     np.testing.assert_allclose(shared_logits, tiled_logits, atol=1e-5)
     np.testing.assert_allclose(
         shared_cache.self_attention[0], tiled_cache.self_attention[0], atol=1e-6

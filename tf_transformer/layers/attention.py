@@ -2,8 +2,10 @@
 
 Why our own layer rather than `keras.layers.MultiHeadAttention` or keras_hub's
 `CachedMultiHeadAttention`: self-attention projects queries, keys and values with one
-matmul; the cache is one ``[B, 2, H, T, Dh]`` tensor per layer, heads first so that
-each step's attention reads every head's keys contiguously, and beam search never moves
+matmul; the cache holds per layer a keys and a values tensor ``[B, H, T, Dh]``
+(`KeyValue`), heads first so that each step's attention reads every head's keys
+contiguously, and two tensors rather than one stacked, so that no step copies a half
+out of the stack for its matmuls; beam search never moves
 it (its beams read one another's rows through slot numbers, `beam_slots`);
 cross-attention projects the encoder output once per sentence instead of once per step;
 masks are boolean, without Keras's implicit mask plumbing.
@@ -24,11 +26,22 @@ from tf_transformer.layers import masks
 from tf_transformer.layers.dropout import Dropout
 
 
+class KeyValue(NamedTuple):
+    """Projected keys and values of a sequence, heads first: a decoding cache.
+
+    Two tensors, not one stacked ``[B, 2, H, S, Dh]``: XLA does not hoist a slice of a
+    loop-carried or loop-invariant tensor out of a while loop, so a stacked cache cost
+    a copy of each half at every step."""
+
+    keys: object  # [B, H, S, Dh]
+    values: object  # [B, H, S, Dh]
+
+
 class CachedOutput(NamedTuple):
     """Result of a cached step: its outputs and the updated cache."""
 
     outputs: object  # [B, T, d_model]
-    cache: object  # [B, 2, H, max_length, Dh], keys then values
+    cache: KeyValue  # each [B, H, max_length, Dh]
 
 
 @keras.saving.register_keras_serializable(package="tf_transformer")
@@ -88,7 +101,7 @@ class MultiHeadAttention(keras.layers.Layer):
         """``[B, S, 2 * d_model]`` projections -> keys and values, each ``[B, S, H, Dh]``.
 
         Training attends to these strided views directly; only the decoding caches
-        are stacked as ``[B, 2, H, S, Dh]`` (`project_key_value`,
+        are laid out heads first, ``[B, H, S, Dh]`` (`project_key_value`,
         `cached_self_attention`), where per-step attention wants each head's keys and
         values contiguous. Transposing every training projection into that layout slowed the
         training step (BENCHMARKS.md, "Measurements behind the code").
@@ -106,8 +119,8 @@ class MultiHeadAttention(keras.layers.Layer):
         """``[B, T, d_model] -> [B, T, H, Dh]`` projected queries."""
         return self._split_query_heads(self.query_projection(query))
 
-    def project_key_value(self, source):
-        """``[B, S, d_model] -> [B, 2, H, S, Dh]``: keys and values of `source`."""
+    def project_key_value(self, source) -> KeyValue:
+        """``[B, S, d_model] ->`` keys and values ``[B, H, S, Dh]`` of `source`."""
         return _heads_first(*self._key_value_heads(self.key_value_projection(source)))
 
     def _project_self_attention(self, inputs):
@@ -150,11 +163,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     def attention_probabilities(self, query, key_value, attention_mask=None):
         """Attention weights ``[B, H, T, S]`` (float32, no dropout) of `query`
-        ``[B, T, d_model]`` over projected `key_value` ``[B, 2, H, S, Dh]``: for
-        inspecting and plotting what the model attends to."""
-        return self._probabilities(
-            self._query_heads(query), key_value[:, 0], attention_mask, "bhsd"
-        )
+        ``[B, T, d_model]`` over a projected `KeyValue`: for inspecting and plotting
+        what the model attends to."""
+        return self._probabilities(self._query_heads(query), key_value.keys, attention_mask, "bhsd")
 
     def _attend_heads(
         self, query_heads, keys, values, attention_mask, training, keys_equation="bshd"
@@ -171,11 +182,11 @@ class MultiHeadAttention(keras.layers.Layer):
         return self.output_projection(outputs)
 
     def attend(self, query, key_value, attention_mask=None, training=None):
-        """Attends `query` ``[B, T, d_model]`` to projected `key_value` ``[B, 2, H, S, Dh]``."""
+        """Attends `query` ``[B, T, d_model]`` to a projected `KeyValue`."""
         return self._attend_heads(
             self._query_heads(query),
-            key_value[:, 0],
-            key_value[:, 1],
+            key_value.keys,
+            key_value.values,
             attention_mask,
             training,
             keys_equation="bhsd",
@@ -194,10 +205,10 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         """Self-attention for `query` ``[B, T, d_model]`` at positions cache_index..+T.
 
-        Writes these positions' keys and values into `cache` ``[B, 2, H, max_length,
-        Dh]`` at `cache_index` (in place, static shapes) and attends causally to every
-        position filled so far, except those `key_padding_mask` (bool ``[B,
-        max_length]``, optional) marks False.
+        Writes these positions' keys and values into `cache` (a `KeyValue`, each ``[B,
+        H, max_length, Dh]``) at `cache_index` (in place, static shapes) and attends
+        causally to every position filled so far, except those `key_padding_mask`
+        (bool ``[B, max_length]``, optional) marks False.
 
         `beam_slots` (int32 ``[B / R, R, max_length]``, one position per row: T = 1)
         lets the R consecutive rows of each sentence (its beams) read their history
@@ -207,18 +218,23 @@ class MultiHeadAttention(keras.layers.Layer):
         """
         query_length = ops.shape(query)[1]
         query_heads, keys, values = self._project_self_attention(query)
-        key_value = ops.cast(_heads_first(keys, values), cache.dtype)
-        cache = ops.slice_update(cache, (0, 0, 0, cache_index, 0), key_value)
+        written = _heads_first(keys, values)
+        cache = KeyValue(
+            *(
+                ops.slice_update(cached, (0, 0, cache_index, 0), ops.cast(new, cached.dtype))
+                for cached, new in zip(cache, written, strict=True)
+            )
+        )
         if beam_slots is not None:
             return CachedOutput(
                 self._attend_beam_slots(query_heads, cache, cache_index, beam_slots), cache
             )
-        max_length = ops.shape(cache)[3]
+        max_length = ops.shape(cache.keys)[2]
         visible = masks.causal_mask(query_length, max_length, query_offset=cache_index)
         if key_padding_mask is not None:
             visible = ops.logical_and(visible, ops.cast(key_padding_mask, "bool")[:, None, :])
         outputs = self._attend_heads(
-            query_heads, cache[:, 0], cache[:, 1], visible, False, keys_equation="bhsd"
+            query_heads, cache.keys, cache.values, visible, False, keys_equation="bhsd"
         )
         return CachedOutput(outputs, cache)
 
@@ -240,7 +256,7 @@ class MultiHeadAttention(keras.layers.Layer):
             ops.broadcast_to(queries, (groups, rows_per_group, heads, rows_per_group, head_dim)),
             (groups * rows_per_group, heads, rows_per_group, head_dim),
         )  # [B, H, R, Dh]: row b meets its group's queries
-        scores = ops.einsum("bhqd,bhsd->bhqs", queries, cache[:, 0])
+        scores = ops.einsum("bhqd,bhsd->bhqs", queries, cache.keys)
         scores = ops.reshape(
             ops.cast(scores, "float32"),
             (groups, rows_per_group, heads, rows_per_group, max_length),
@@ -264,7 +280,7 @@ class MultiHeadAttention(keras.layers.Layer):
             ops.cast(probabilities, query_heads.dtype),
             (groups * rows_per_group, heads, rows_per_group, max_length),
         )
-        outputs = ops.einsum("bhqs,bhsd->bhqd", probabilities, cache[:, 1])
+        outputs = ops.einsum("bhqs,bhsd->bhqd", probabilities, cache.values)
         outputs = ops.sum(
             ops.reshape(outputs, (groups, rows_per_group, heads, rows_per_group, head_dim)),
             axis=1,
@@ -286,6 +302,6 @@ class MultiHeadAttention(keras.layers.Layer):
         }
 
 
-def _heads_first(keys, values):
-    """Keys and values ``[B, S, H, Dh]`` -> one ``[B, 2, H, S, Dh]`` tensor."""
-    return ops.transpose(ops.stack([keys, values], axis=1), (0, 1, 3, 2, 4))
+def _heads_first(keys, values) -> KeyValue:
+    """Keys and values ``[B, S, H, Dh]`` -> each ``[B, H, S, Dh]``."""
+    return KeyValue(ops.transpose(keys, (0, 2, 1, 3)), ops.transpose(values, (0, 2, 1, 3)))

@@ -177,7 +177,7 @@ class TransformerBlock(keras.layers.Layer):
         )
 
     def project_encoder_key_value(self, encoder_outputs):
-        """``[B, S, d_model] -> [B, 2, H, S, Dh]``, computed once per sentence."""
+        """``[B, S, d_model] ->`` a `KeyValue` ``[B, H, S, Dh]``, once per sentence."""
         return self.cross_attention.project_key_value(encoder_outputs)
 
     def cached_call(
@@ -193,11 +193,11 @@ class TransformerBlock(keras.layers.Layer):
         """Runs positions cache_index..+T of `inputs` ``[B, T, d_model]`` (inference
         only): T is a whole prompt when prefilling, 1 for each generated token.
 
-        `self_attention_cache` ``[B, 2, H, max_length, Dh]`` holds the keys and values
+        `self_attention_cache` (a `KeyValue` ``[B, H, max_length, Dh]``) holds the keys and values
         of earlier positions; the returned cache adds these ones. `key_padding_mask`
         bool ``[B, max_length]`` hides cache positions that hold padding (a
         left-padded prompt); causality hides the positions not yet written.
-        `encoder_key_value` ``[B / R, 2, H, S, Dh]`` and `encoder_padding_mask`
+        `encoder_key_value` (``[B / R, H, S, Dh]`` each) and `encoder_padding_mask`
         ``[B / R, S]`` may have one row per R consecutive rows of `inputs` (the
         hypotheses of one source sentence); `beam_slots` (see
         `MultiHeadAttention.cached_self_attention`) which of those rows hold each
@@ -216,7 +216,7 @@ class TransformerBlock(keras.layers.Layer):
             # The R rows of each source sentence query its keys and values together, as
             # R * T positions: the source's projections are never tiled per hypothesis.
             shape = ops.shape(x)
-            grouped = ops.reshape(x, (ops.shape(encoder_key_value)[0], -1, self.d_model))
+            grouped = ops.reshape(x, (ops.shape(encoder_key_value.keys)[0], -1, self.d_model))
             attended = self.cross_attention.attend(
                 grouped, encoder_key_value, _cross_attention_mask(grouped, encoder_padding_mask)
             )

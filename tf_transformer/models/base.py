@@ -22,6 +22,7 @@ from keras import ops
 
 from tf_transformer.config import from_dict, join_path
 from tf_transformer.constants import BOS, PAD
+from tf_transformer.layers.attention import KeyValue
 from tf_transformer.models.multi_worker import MultiWorkerFitMixin
 
 # Log-probability of an impossible token or hypothesis: finite, so sums and differences
@@ -89,10 +90,10 @@ class TransformerModel(MultiWorkerFitMixin, keras.Model):
             )
 
     def empty_self_attention_cache(self, batch_size, length):
-        """Zeros ``[B, 2, H, length, Dh]`` for one block's keys and values."""
-        return ops.zeros(
-            (batch_size, 2, self.config.num_heads, length, self.config.head_dim),
-            dtype=self.compute_dtype,
+        """Zeros for one block's keys and values, each ``[B, H, length, Dh]``."""
+        shape = (batch_size, self.config.num_heads, length, self.config.head_dim)
+        return KeyValue(
+            ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype)
         )
 
     def start_generation(self, inputs, max_new_tokens, use_cache: bool = True):

@@ -27,7 +27,7 @@ from tf_transformer.models.base import GenerationStart, TransformerModel
 class LanguageModelCache(NamedTuple):
     """Everything a generation step needs about earlier positions; batch on axis 0."""
 
-    self_attention: tuple  # per block: [B, 2, H, cache_length, Dh]
+    self_attention: tuple  # per block: KeyValue, each [B, H, cache_length, Dh]
     key_padding_mask: object  # [B, cache_length] bool: False at each row's left padding
     pad_counts: object  # [B] int32: left padding of each row
 

@@ -33,8 +33,8 @@ class DecoderCache(NamedTuple):
     (`MultiHeadAttention.cached_self_attention`): a beam search reorders only these.
     """
 
-    self_attention: tuple  # per layer: [B * R, 2, H, max_length, Dh]
-    cross_attention: tuple  # per layer: [B, 2, H, S, Dh]
+    self_attention: tuple  # per layer: KeyValue, each [B * R, H, max_length, Dh]
+    cross_attention: tuple  # per layer: KeyValue, each [B, H, S, Dh]
     encoder_padding_mask: object  # [B, S] bool
     beam_slots: object = None  # [B * R, max_length] int32, in 0..R-1
 
