@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_transformer.constants import BOS, EOS, PAD
 from tf_transformer.decoding.beam_search import beam_search, top_extensions
+from tf_transformer.models.base import GenerationStart
 
 VOCAB_SIZE = 7
 IMPOSSIBLE = -1e4  # logit of a token the fake model never produces
@@ -162,3 +163,70 @@ def test_top_extensions_equal_a_top_k_over_every_extension(vocab_size):
     np.testing.assert_allclose(values, expected, rtol=1e-5)
     picked = log_probs[np.arange(3)[:, None], np.asarray(beams), np.asarray(tokens)]
     np.testing.assert_allclose(picked, expected, rtol=1e-5)
+
+
+class SentenceBiasedBigramModel(CountingBigramModel):
+    """A bigram model that never ends, whose cache holds each row's sentence number:
+    sentence s prefers token 4 by s / 4 nats, so rows read from the wrong sentence
+    give other hypotheses. Its `select_sentences` keeps the rows of some sentences."""
+
+    def __call__(self, token_ids, cache, index):
+        logits, cache = super().__call__(token_ids, cache, index)
+        return logits + tf.one_hot(4, VOCAB_SIZE) * cache["sentence"][:, None] / 4, cache
+
+    def select_sentences(self, batch_size):
+        def select(cache, sentences):
+            rows_per_sentence = cache["sentence"].shape[0] // batch_size
+            rows = tf.reshape(
+                sentences[:, None] * rows_per_sentence + tf.range(rows_per_sentence)[None], [-1]
+            )
+            return GenerationStart(
+                None,
+                0,
+                {"sentence": tf.gather(cache["sentence"], rows)},
+                self,
+                None,
+                self.select_sentences(int(sentences.shape[0])),
+            )
+
+        return select
+
+
+NEVER_ENDS = bigram_logits({token: {4: 0.5, 5: 0.3, 6: 0.2} for token in (BOS, 4, 5, 6)})
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_finished_sentences_leave_the_batch_without_changing_any_hypothesis(beam_size, compiled):
+    """Nine sentences stop at steps 1-9: once five have stopped, the four others go on
+    alone (rows 9 * K -> 4 * K), and every sentence's hypotheses are those of the
+    search that runs the whole batch to the end."""
+    batch_size = 9
+
+    def search(model, **kwargs):
+        def run_search():
+            return beam_search(
+                model,
+                {"sentence": tf.range(batch_size, dtype="float32")},
+                batch_size=batch_size,
+                beam_size=beam_size,
+                max_length=9,
+                num_return_sequences=beam_size,
+                step_limit=tf.range(1, batch_size + 1),
+                **kwargs,
+            )
+
+        return tf.function(run_search, jit_compile=True)() if compiled else run_search()
+
+    compacting, whole = SentenceBiasedBigramModel(NEVER_ENDS), SentenceBiasedBigramModel(NEVER_ENDS)
+    compacted = search(compacting, select_sentences=compacting.select_sentences(batch_size))
+    expected = search(whole)
+    np.testing.assert_array_equal(compacted.sequences, expected.sequences)
+    np.testing.assert_allclose(compacted.scores, expected.scores, rtol=1e-6)
+    # Sentence s generated s + 1 tokens, and its bias shows: later ones pick 4 more.
+    lengths = (np.asarray(compacted.sequences)[:, 0] != PAD).sum(1)
+    np.testing.assert_array_equal(lengths, np.arange(1, batch_size + 1))
+    assert len(set(map(tuple, np.asarray(compacted.sequences)[:, 0].tolist()))) > 1
+    if not compiled:  # eager: one call per step, with the rows it ran
+        assert compacting.rows == [9] + [9 * beam_size] * 4 + [4 * beam_size] * 4
+        assert whole.rows == [9] + [9 * beam_size] * 8

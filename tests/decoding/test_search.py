@@ -145,6 +145,34 @@ def test_search_compiles_with_xla(model):
     np.testing.assert_array_equal(sample(tf.constant(SOURCE), 6).sequences, first.sequences)
 
 
+class WithoutSelection:
+    """`model`, whose searches cannot drop finished sentences from their batch."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def start_generation(self, *args):
+        return self.model.start_generation(*args)._replace(select_sentences=None)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_dropping_finished_sentences_from_the_batch_changes_no_hypothesis(model, beam_size):
+    """Nine sources (the last batch filler) with step limits 1-8: the search that goes
+    on with the four unfinished sentences once five have stopped gives the hypotheses
+    and scores of the one that runs all nine to the end."""
+    sources = np.random.default_rng(0).integers(5, 30, (9, 6)).astype("int32")
+    for row, length in enumerate([6, 3, 5, 2, 4, 6, 3, 5, 0]):  # with EOS
+        sources[row, max(length - 1, 0) :] = [EOS] * (length > 0) + [PAD] * (6 - length)
+    config = DecodeConfig(beam_size=beam_size, num_return_sequences=beam_size)
+    limits = tf.constant([1, 2, 3, 4, 5, 6, 7, 8, 8])
+    compacted = search(model, sources, config, 8, step_limit=limits)
+    whole = search(WithoutSelection(model), sources, config, 8, step_limit=limits)
+    np.testing.assert_array_equal(compacted.sequences, whole.sequences)
+    np.testing.assert_allclose(compacted.scores, whole.scores, atol=1e-5)
+    lengths = (np.asarray(compacted.sequences)[:, 0] != PAD).sum(1)
+    assert lengths[8] == 0 and lengths[7] > 4  # filler; a sentence searched on alone
+
+
 def test_sampling_in_a_graph_draws_the_eager_samples_for_a_seed_input(model):
     @tf.function
     def sample(source, seed):

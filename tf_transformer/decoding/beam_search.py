@@ -35,6 +35,21 @@ def length_penalty_divisor(length, alpha: float):
 _CHUNK = 64
 
 
+# Once at most half of a batch's sentences are unfinished, the search goes on with that
+# half alone (when the model can select sentences), down to this many sentences, at
+# most _COMPACTIONS times: each halving is one more compiled loop.
+_SMALLEST_COMPACTED_BATCH = 4
+_COMPACTIONS = 3
+
+
+class _Sentences(NamedTuple):
+    """The sentences a search loop runs on."""
+
+    count: object  # B: a Python int, or a scalar tensor
+    step_limits: object  # [B] int32: most tokens each may generate
+    best_possible_divisors: object  # [B] float32: the length penalty at that limit
+
+
 class _BeamState(NamedTuple):
     index: object  # [] int32: sequence position of the tokens fed to this step (0: start)
     live_sequences: object  # [B, K, L + 1] int32, the start token first
@@ -44,6 +59,17 @@ class _BeamState(NamedTuple):
     finished_flags: object  # [B, K] bool
     done: object  # [B] bool: the sentence's hypotheses no longer change
     cache: object  # any nest of [B * K, ...] tensors
+
+
+# The fields of `_BeamState` with one row per sentence.
+_PER_SENTENCE = (
+    "live_sequences",
+    "live_log_probs",
+    "finished_sequences",
+    "finished_scores",
+    "finished_flags",
+    "done",
+)
 
 
 def _chunk_size(vocab_size: int) -> int | None:
@@ -109,6 +135,7 @@ def beam_search(
     step_limit=None,
     finished_rows=None,
     reorder_cache=None,
+    select_sentences=None,
 ) -> SearchResult:
     """Beam search with the GNMT length penalty, a per-sentence stop and n-best output.
 
@@ -153,6 +180,11 @@ def beam_search(
             continue those rows after the step at model position `index` (default:
             every tensor's rows gathered). The first step's repetition to K beams
             always gathers.
+        select_sentences: ``(cache, sentences [B2]) -> GenerationStart`` of only those
+            sentences (`models.base.GenerationStart`). With it, once at most half of
+            the sentences are unfinished the search goes on with those alone (as
+            CTranslate2 drops finished sentences from its batch at every step), so
+            late steps no longer run every row of the batch. Needs a static B.
 
     Returns:
         `SearchResult`: sequences ``[B, N, L]`` and scores ``[B, N]``, best first. If
@@ -172,7 +204,7 @@ def beam_search(
         ),
         (batch_size,),
     )  # [B]
-    best_possible_divisors = length_penalty_divisor(step_limits, length_penalty)  # [B]
+    batch = _Sentences(batch_size, step_limits, length_penalty_divisor(step_limits, length_penalty))
 
     def gather_beams(tensor, beam_indices):
         """``[B, K, ...]`` -> ``[B, M, ...]`` for beam numbers ``[B, M]``."""
@@ -180,13 +212,13 @@ def beam_search(
             beam_indices = ops.expand_dims(beam_indices, -1)
         return ops.take_along_axis(tensor, beam_indices, axis=1)
 
-    def extend(state: _BeamState, logits) -> _BeamState:
+    def extend(state: _BeamState, logits, sentences: _Sentences, reorder_cache) -> _BeamState:
         """`state` after one step with next-token `logits` ``[B * k, V]`` of its k live
         beams (k: 1 at the first step, K after it)."""
         index = state.index
         live_count = state.live_log_probs.shape[1]
         logits = ops.reshape(
-            ops.cast(logits, "float32"), (batch_size, live_count, logits.shape[-1])
+            ops.cast(logits, "float32"), (sentences.count, live_count, logits.shape[-1])
         )
         top_log_probs, top_beams, top_tokens = top_extensions(
             logits, state.live_log_probs, 2 * beam_size
@@ -209,7 +241,9 @@ def beam_search(
         live_sequences = ops.where(stopped[:, :, None], state.live_sequences, live_sequences)
         live_parents = ops.take_along_axis(top_beams, live_positions, axis=1)  # [B, K]
         # Rows of the [B * k, ...] cache that the new beams continue.
-        parent_rows = ops.arange(batch_size, dtype="int32")[:, None] * live_count + live_parents
+        parent_rows = (
+            ops.arange(sentences.count, dtype="int32")[:, None] * live_count + live_parents
+        )
         parent_rows = ops.reshape(parent_rows, (-1,))  # [B * K]
         cache = state.cache  # one beam (greedy search): every row continues itself
         if beam_size > 1 and live_count > 1 and reorder_cache is not None:
@@ -244,10 +278,10 @@ def beam_search(
             # Live log-probs only fall, and for alpha >= 0 the divisor is largest at the
             # limit: no live beam can beat the worst finished hypothesis.
             cannot_improve = ops.min(finished_scores, axis=1) > (
-                live_log_probs[:, 0] / best_possible_divisors
+                live_log_probs[:, 0] / sentences.best_possible_divisors
             )
             all_finished = all_finished & cannot_improve
-        at_limit = index + 1 >= step_limits  # [B]
+        at_limit = index + 1 >= sentences.step_limits  # [B]
         return _BeamState(
             index + 1,
             live_sequences,
@@ -257,6 +291,27 @@ def beam_search(
             finished_flags,
             state.done | all_finished | at_limit,
             cache,
+        )
+
+    def run_steps(state, sentences, next_logits, reorder_cache, most_unfinished=0):
+        """`state` after steps until at most `most_unfinished` sentences are unfinished."""
+
+        def keep_going(*state):
+            unfinished = ops.sum(ops.cast(ops.logical_not(_BeamState(*state).done), "int32"))
+            return unfinished > most_unfinished
+
+        def step(*state):
+            state = _BeamState(*state)
+            last_tokens = ops.reshape(
+                ops.take(state.live_sequences, state.index, axis=2), (-1,)
+            )  # [B * K]
+            logits, cache = next_logits(
+                last_tokens, state.cache, position_after(start_index, state.index)
+            )  # [B * K, V]
+            return tuple(extend(state._replace(cache=cache), logits, sentences, reorder_cache))
+
+        return _BeamState(
+            *ops.while_loop(keep_going, step, tuple(state), maximum_iterations=max_length - 1)
         )
 
     if first_tokens is None:
@@ -279,25 +334,40 @@ def beam_search(
     )
     # The first step, on one row per sentence; its K best extensions become the beams.
     logits, cache = next_logits(first_tokens, cache, start_index)
-    state = extend(state._replace(cache=cache), logits)
+    state = extend(state._replace(cache=cache), logits, batch, reorder_cache)
 
-    def can_improve(*state):
-        state = _BeamState(*state)
-        return ops.logical_not(ops.all(state.done))
-
-    def step(*state):
-        state = _BeamState(*state)
-        last_tokens = ops.reshape(
-            ops.take(state.live_sequences, state.index, axis=2), (-1,)
-        )  # [B * K]
-        logits, cache = next_logits(
-            last_tokens, state.cache, position_after(start_index, state.index)
-        )  # [B * K, V]
-        return tuple(extend(state._replace(cache=cache), logits))
-
-    state = _BeamState(
-        *ops.while_loop(can_improve, step, tuple(state), maximum_iterations=max_length - 1)
-    )
+    # Halvings: the state of the larger batch, and which of its sentences went on.
+    halvings = []
+    while (
+        select_sentences is not None
+        and isinstance(batch.count, int)
+        and batch.count // 2 >= _SMALLEST_COMPACTED_BATCH
+        and len(halvings) < _COMPACTIONS
+    ):
+        half = batch.count // 2
+        state = run_steps(state, batch, next_logits, reorder_cache, most_unfinished=half)
+        _, kept = ops.top_k(ops.cast(ops.logical_not(state.done), "float32"), k=half)
+        halvings.append((state, kept))
+        selected = select_sentences(state.cache, kept)
+        next_logits, reorder_cache = selected.next_logits, selected.reorder_cache
+        select_sentences = selected.select_sentences
+        state = _BeamState(
+            state.index,
+            *(ops.take(getattr(state, field), kept, axis=0) for field in _PER_SENTENCE),
+            selected.cache,
+        )
+        batch = _Sentences(half, *(ops.take(limits, kept, axis=0) for limits in batch[1:]))
+    state = run_steps(state, batch, next_logits, reorder_cache)
+    for larger, kept in reversed(halvings):
+        state = larger._replace(
+            index=state.index,
+            **{
+                field: ops.scatter_update(
+                    getattr(larger, field), kept[:, None], getattr(state, field)
+                )
+                for field in _PER_SENTENCE
+            },
+        )
     return _n_best(state, num_return_sequences, max_length, step_limits, length_penalty)
 
 

@@ -35,6 +35,18 @@ def forbidding_special_tokens(next_logits):
     return wrapped
 
 
+def forbidding_special_tokens_in(start: GenerationStart) -> GenerationStart:
+    """`start` with PAD and BOS made impossible in its `next_logits`, and in those of
+    every selection of its sentences."""
+    select = start.select_sentences
+    return start._replace(
+        next_logits=forbidding_special_tokens(start.next_logits),
+        select_sentences=None
+        if select is None
+        else lambda cache, sentences: forbidding_special_tokens_in(select(cache, sentences)),
+    )
+
+
 def sequence_log_probs(model, inputs, tokens):
     """Summed log-probability of `tokens` ``[B, T]`` (after the start) up to and
     including the first EOS, from one teacher-forced forward pass, PAD and BOS excluded
@@ -95,9 +107,9 @@ def search(
     if not use_cache and decode_config.sample:
         raise ValueError("use_cache=False is for comparing searches; sampling always caches")
     if not decode_config.sample:
-        start: GenerationStart = model.start_generation(inputs, max_length, use_cache)
+        start = forbidding_special_tokens_in(model.start_generation(inputs, max_length, use_cache))
         return beam_search(
-            forbidding_special_tokens(start.next_logits),
+            start.next_logits,
             start.cache,
             batch_size=ops.shape(start.first_tokens)[0],
             beam_size=decode_config.beam_size,
@@ -111,6 +123,7 @@ def search(
             step_limit=step_limit,
             finished_rows=ops.all(ops.equal(inputs, PAD), axis=1),
             reorder_cache=start.reorder_cache,
+            select_sentences=start.select_sentences,
         )
     count = decode_config.num_return_sequences if num_samples is None else num_samples
     repeated_inputs = ops.repeat(inputs, count, axis=0)  # [B * N, ...]

@@ -43,6 +43,10 @@ class GenerationStart(NamedTuple):
     # (cache, parent_rows [B * K], index) -> the cache of beams that continue those rows
     # after the step at position `index`; None: every tensor's rows gathered.
     reorder_cache: Callable | None = None
+    # (cache, sentences [B2] int32) -> the GenerationStart of only those rows of the
+    # batch (all R hypothesis rows of each): its cache, next_logits, reorder_cache and
+    # select_sentences. A search drops finished sentences with it; None: it cannot.
+    select_sentences: Callable | None = None
 
 
 def position_after(start_index, steps):

@@ -261,7 +261,8 @@ class Seq2SeqTransformer(TransformerModel):
         the number of hypotheses (never tiled per beam, never reordered). Reordering
         beams (`reorder_cache`) moves only their slot numbers: each hypothesis keeps
         writing its keys and values into its own row and reads its history through
-        the slots.
+        the slots. `select_sentences` keeps some sentences of the batch and drops the
+        others' rows, for a search to go on with the unfinished ones alone.
 
         `use_cache=False` gives the naive decoder instead: every step re-runs the
         decoder over the whole fixed-length prefix (the causal mask hides the PAD
@@ -270,40 +271,11 @@ class Seq2SeqTransformer(TransformerModel):
         encoder_outputs = self.encode(encoder_inputs, training=False)
         encoder_padding_mask = masks.padding_mask(encoder_inputs)
         batch_size = ops.shape(encoder_inputs)[0]
-        first_tokens = ops.full((batch_size,), BOS, "int32")
-        start_index = 0
         if use_cache:
             cache = self.initial_cache(encoder_outputs, encoder_padding_mask, max_new_tokens)
-
-            def next_logits(token_ids, carried, index):
-                self_attention, beam_slots = carried
-                step = self.decode_step(
-                    token_ids,
-                    cache._replace(self_attention=self_attention, beam_slots=beam_slots),
-                    index,
-                )
-                return step.logits, (step.cache.self_attention, beam_slots)
-
-            def reorder_cache(carried, parent_rows, index):
-                """Row r of the B * R hypotheses continues row `parent_rows[r]` of its
-                sentence, whose keys and values up to `index` stay where they are."""
-                self_attention, beam_slots = carried
-                rows_per_sentence = ops.shape(beam_slots)[0] // batch_size
-                written_now = ops.arange(ops.shape(beam_slots)[1]) == index  # [L]
-                beam_slots = ops.where(
-                    written_now[None, :],
-                    (parent_rows % rows_per_sentence)[:, None],
-                    ops.take(beam_slots, parent_rows, axis=0),
-                )
-                return self_attention, beam_slots
-
             beam_slots = ops.zeros((batch_size, max_new_tokens), "int32")
-            return GenerationStart(
-                first_tokens,
-                start_index,
-                (cache.self_attention, beam_slots),
-                next_logits,
-                reorder_cache,
+            return self._cached_generation(
+                cache._replace(self_attention=None), (cache.self_attention, beam_slots)
             )
 
         def uncached_next_logits(token_ids, prefix, index):
@@ -317,7 +289,64 @@ class Seq2SeqTransformer(TransformerModel):
             return ops.take(logits, index, axis=1), prefix  # [B * R, V]
 
         prefix = ops.zeros((batch_size, max_new_tokens + 1), "int32")
-        return GenerationStart(first_tokens, start_index, prefix, uncached_next_logits)
+        return GenerationStart(
+            ops.full((batch_size,), BOS, "int32"), 0, prefix, uncached_next_logits
+        )
+
+    def _cached_generation(self, source: DecoderCache, carried) -> GenerationStart:
+        """The cached search of the sentences whose source keys, values and mask are in
+        `source`, from the carried ``(self-attention cache, beam slots)`` of their
+        hypotheses (R rows per sentence)."""
+        batch_size = ops.shape(source.encoder_padding_mask)[0]
+
+        def next_logits(token_ids, carried, index):
+            self_attention, beam_slots = carried
+            step = self.decode_step(
+                token_ids,
+                source._replace(self_attention=self_attention, beam_slots=beam_slots),
+                index,
+            )
+            return step.logits, (step.cache.self_attention, beam_slots)
+
+        def reorder_cache(carried, parent_rows, index):
+            """Row r of the B * R hypotheses continues row `parent_rows[r]` of its
+            sentence, whose keys and values up to `index` stay where they are."""
+            self_attention, beam_slots = carried
+            rows_per_sentence = ops.shape(beam_slots)[0] // batch_size
+            written_now = ops.arange(ops.shape(beam_slots)[1]) == index  # [L]
+            beam_slots = ops.where(
+                written_now[None, :],
+                (parent_rows % rows_per_sentence)[:, None],
+                ops.take(beam_slots, parent_rows, axis=0),
+            )
+            return self_attention, beam_slots
+
+        def select_sentences(carried, sentences):
+            """Only `sentences` ``[B2]``: their rows of every cache tensor."""
+            rows_per_sentence = ops.shape(carried[1])[0] // batch_size
+            rows = ops.reshape(
+                sentences[:, None] * rows_per_sentence
+                + ops.arange(rows_per_sentence, dtype="int32")[None, :],
+                (-1,),
+            )
+            return self._cached_generation(
+                source._replace(
+                    cross_attention=keras.tree.map_structure(
+                        lambda tensor: ops.take(tensor, sentences, axis=0), source.cross_attention
+                    ),
+                    encoder_padding_mask=ops.take(source.encoder_padding_mask, sentences, axis=0),
+                ),
+                keras.tree.map_structure(lambda tensor: ops.take(tensor, rows, axis=0), carried),
+            )
+
+        return GenerationStart(
+            ops.full((batch_size,), BOS, "int32"),
+            0,
+            carried,
+            next_logits,
+            reorder_cache,
+            select_sentences,
+        )
 
     def continuation_logits(self, encoder_inputs, tokens):
         """Teacher-forced logits ``[B, T, V]`` of target `tokens` ``[B, T]`` (no BOS)."""
