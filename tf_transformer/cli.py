@@ -62,7 +62,8 @@ def _add_export(subcommands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--quantization",
-        help="ctranslate2 only: weight type, e.g. int8 (default: the weights' float32)",
+        help="weight type (default: the weights' float32): for ctranslate2 one of its "
+        "types, e.g. int8; for a translation SavedModel int8 (Keras int8 weights)",
     )
     parser.add_argument(
         "--xla",
@@ -88,14 +89,19 @@ def _run_export(args: argparse.Namespace) -> None:
     if args.format == "ctranslate2":
         _run_ctranslate2_export(args)
         return
-    if args.quantization:
-        raise ValueError("--quantization is for --format ctranslate2")
+    if args.quantization not in (None, "int8"):
+        raise ValueError(f"--quantization for a SavedModel must be int8, got {args.quantization}")
     decode_config = _decode_config(args)  # config errors before the slow import
     from tf_transformer.serving.export import export_run  # imports TensorFlow
 
     started = time.perf_counter()
     version_dir = export_run(
-        args.model, args.output, decode_config, args.num_samples, jit_compile=args.xla
+        args.model,
+        args.output,
+        decode_config,
+        args.num_samples,
+        jit_compile=args.xla,
+        quantization=args.quantization,
     )
     print(f"Exported {args.model} to {version_dir} in {time.perf_counter() - started:.0f} s")
 

@@ -130,12 +130,12 @@ def test_cli_export(tmp_path, capsys):
                 "--output",
                 str(tmp_path / "s"),
                 "--quantization",
-                "int8",
+                "int16",
             ]
         )
         == 2
     )
-    assert "--quantization is for --format ctranslate2" in capsys.readouterr().err
+    assert "--quantization for a SavedModel must be int8, got int16" in capsys.readouterr().err
     xla = ["export", "--format", "ctranslate2", "--xla", "--model", str(RUN), "--output", "x"]
     assert main(xla) == 2
     assert "--xla is for --format savedmodel" in capsys.readouterr().err

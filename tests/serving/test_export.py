@@ -209,6 +209,20 @@ def test_export_writes_the_next_version(tiny_run, saved_model):
     assert (saved_model.parent / "2" / "assets" / "sentencepiece.model").is_file()
 
 
+def test_an_int8_export_translates_as_the_quantized_python_translator(tiny_run, tmp_path):
+    output = tmp_path / "int8"
+    arguments = ["export", "--model", str(tiny_run), "--output", str(output), "--beam-size", "2"]
+    assert main([*arguments, "--quantization", "int8"]) == 0
+    loaded = tf.saved_model.load(str(output / "1"))
+    assert {"int8", "float32"} <= {variable.dtype.name for variable in loaded.variables}
+    translator = Translator.from_run(str(tiny_run), BEAM, jit_compile=False)
+    translator.model.quantize("int8")
+    expected = [hypotheses[0] for hypotheses in translator.translate_nbest_iter(SENTENCES)]
+    result = loaded.signatures["serving_default"](inputs=tf.constant(SENTENCES))
+    assert [text.decode() for text in result["outputs"].numpy()] == [h.text for h in expected]
+    np.testing.assert_allclose(result["scores"], [h.score for h in expected], atol=1e-4)
+
+
 def _sample(loaded, inputs, seed=None, **settings):
     """The `sample` signature's outputs, or `sample_with_seed`'s with a seed."""
     arguments = {"inputs": tf.constant(inputs, tf.string)}

@@ -32,7 +32,9 @@ Serving only with its experimental `--xla_cpu_compilation_enabled=true` flag (of
 default, so the default export is plain TensorFlow). Sampling stays plain TensorFlow:
 XLA draws other random numbers than TensorFlow's kernels.
 
-The model is exported in float32 whatever its training precision (`float32_copy`).
+The model is exported in float32 whatever its training precision (`float32_copy`), or
+with `quantization="int8"` as Keras quantizes it (`model.quantize("int8")`: per-channel
+int8 weights, activations quantized per call); BENCHMARKS.md has its speed and BLEU.
 Each export is written to a temporary directory beside the versions and moved to the
 next version number only when complete.
 """
@@ -439,14 +441,20 @@ def export_run(
     decode_config: DecodeConfig | None = None,
     num_samples: int = 1,
     jit_compile: bool = False,
+    quantization: str | None = None,
 ) -> str:
     """Exports a training run (its model.keras and vocabulary; local paths or URLs) with
     `decode_config` (default: the run's `decode` section) and, for translation,
-    `num_samples` samples per sentence in the sample signatures and `jit_compile` for an
-    XLA-compiled search; returns the version directory."""
+    `num_samples` samples per sentence in the sample signatures, `jit_compile` for an
+    XLA-compiled search and `quantization` "int8" for Keras's int8 weights
+    (`model.quantize`); returns the version directory."""
+    if quantization not in (None, "int8"):
+        raise ValueError(f"a SavedModel's quantization must be 'int8', got {quantization!r}")
     task = load_run(run_dir).task
     if jit_compile and task != "translation":
         raise ValueError(f"XLA export is for translation runs; {run_dir} is a {task} run")
+    if quantization and task != "translation":
+        raise ValueError(f"int8 export is for translation runs; {run_dir} is a {task} run")
     if task == "classification":
         classifier = TextClassifier.from_run(run_dir)
         return export_classifier(
@@ -467,6 +475,8 @@ def export_run(
             output_dir,
         )
     translator = Translator.from_run(run_dir, decode_config, jit_compile=False)
+    if quantization:
+        translator.model.quantize(quantization)
     return export_translator(
         translator.model,
         translator.source_tokenizer,
