@@ -68,7 +68,7 @@ def main() -> None:
     )
     results: dict[str, object] = {
         "model": args.model,
-        "saved_model": args.saved_model,
+        "saved_model_dir": args.saved_model,
         "sentences": len(sentences),
         "beam_size": args.beam_size,
         "batch_size": args.batch_size,

@@ -192,19 +192,31 @@ class _TranslationGraph:
 
     def _compiled_search(self, decode_config: DecodeConfig, source_ids, step_limits):
         """`_search` compiled with XLA on the batch padded to a power of two of rows
-        (all-PAD rows, finished from the start), its results sliced back."""
+        (all-PAD rows, finished from the start), its results sliced back.
+
+        Each batch size is its own branch, so the search is traced with a static batch
+        dimension: beam search drops finished sentences from its batch only then."""
         if decode_config not in self._compiled_searches:
             self._compiled_searches[decode_config] = tf.function(
                 lambda ids, limits: self._search(decode_config, ids, limits), jit_compile=True
             )
+        compiled = self._compiled_searches[decode_config]
         rows = tf.shape(source_ids)[0]
         batch_size = decode_config.batch_size
         sizes = [2**k for k in range(batch_size.bit_length()) if 2**k < batch_size]
-        sizes = tf.constant([*sizes, batch_size])
-        filler = sizes[tf.searchsorted(sizes, rows[None])[0]] - rows
-        sequences, scores = self._compiled_searches[decode_config](
-            tf.pad(source_ids, [[0, filler], [0, 0]], constant_values=PAD),
-            tf.pad(step_limits, [[0, filler]], constant_values=1),
+        sizes.append(batch_size)
+
+        def padded_to(size: int):
+            def search_padded():
+                filler = size - rows
+                ids = tf.pad(source_ids, [[0, filler], [0, 0]], constant_values=PAD)
+                limits = tf.pad(step_limits, [[0, filler]], constant_values=1)
+                return compiled(tf.ensure_shape(ids, [size, None]), tf.ensure_shape(limits, [size]))
+
+            return search_padded
+
+        sequences, scores = tf.switch_case(
+            tf.searchsorted(tf.constant(sizes), rows[None])[0], [padded_to(s) for s in sizes]
         )
         return sequences[:rows], scores[:rows]
 
