@@ -152,6 +152,18 @@ def test_init_from_a_language_model_or_another_vocabulary_is_an_error(
         classification.train(experiment(data_dir, f"train.init_from={run_dir}"), str(other))
 
 
+def test_init_from_a_run_of_another_block_design_is_an_error_naming_the_key(
+    classifier_run, tmp_path
+):
+    # Same shapes, another function: the weights would load and silently mean something else.
+    data_dir, run_dir, _ = classifier_run
+    with pytest.raises(ValueError, match="model.activation is gelu here and relu in"):
+        classification.train(
+            experiment(data_dir, f"train.init_from={run_dir}", "model.activation=gelu"),
+            str(tmp_path / "gelu"),
+        )
+
+
 def test_a_label_unseen_in_training_is_an_error_naming_the_line(tmp_path):
     write_corpus(tmp_path)
     with open(tmp_path / "test.tsv", "a") as file:

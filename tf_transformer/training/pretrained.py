@@ -14,6 +14,10 @@ from tf_transformer.data import tokenizer
 from tf_transformer.models import Seq2SeqTransformer, TransformerClassifier
 from tf_transformer.models.base import load_run_model
 
+# Block options that change what the weights compute without changing their shapes (a
+# shape mismatch is caught when the weights are copied).
+_BLOCK_DESIGN_KEYS = ("activation", "normalize_first", "position_encoding", "layer_norm_epsilon")
+
 
 def from_pretrained_run(
     experiment: ExperimentConfig, output_dir: str, allowed_tasks: tuple[str, ...]
@@ -22,8 +26,9 @@ def from_pretrained_run(
     its size and reserved pieces); unchanged when init_from is empty.
 
     Raises:
-        ValueError: that run is of a task not in `allowed_tasks`, or `output_dir` already
-            holds a run with another vocabulary.
+        ValueError: that run is of a task not in `allowed_tasks`, its blocks are of
+            another design (activation, normalization, positions), or `output_dir`
+            already holds a run with another vocabulary.
         FileNotFoundError: it is not a run directory.
     """
     init_from = experiment.train.init_from
@@ -40,6 +45,13 @@ def from_pretrained_run(
             f"train.init_from: {init_from} is a {pretrained.task} run; a {experiment.task} "
             f"model can start from a run of {' or '.join(allowed_tasks)}"
         )
+    for key in _BLOCK_DESIGN_KEYS:
+        here, there = getattr(experiment.model, key), getattr(pretrained.model, key)
+        if here != there:
+            raise ValueError(
+                f"model.{key} is {here} here and {there} in {init_from}: the pretrained "
+                f"weights would compute something else; set model.{key}={there}"
+            )
     vocabulary = tokenizer.vocabulary_paths(pretrained.data)
     if len(set(vocabulary)) != 1:
         raise ValueError(f"train.init_from: {init_from} has one vocabulary per language")
