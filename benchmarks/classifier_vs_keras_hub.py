@@ -25,6 +25,7 @@ beside it. Prints one JSON object on the last line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import statistics
@@ -141,8 +142,8 @@ def accuracy(name: str, model: keras.Model, batches: list) -> float:
     return round(100.0 * correct / total, 2)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, shape and optimizer flags this benchmark shares with classifier_variants."""
     parser.add_argument("--data-dir", required=True, help="SST-2 TSV files")
     parser.add_argument("--vocabulary-prefix", help="reuse this SentencePiece model prefix")
     parser.add_argument("--vocab-size", type=int, default=4000)
@@ -158,12 +159,20 @@ def main() -> None:
     )
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
-    parser.add_argument("--round-steps", type=int, default=150, help="steps per round")
-    parser.add_argument("--seeds", type=int, default=3, help="trainings of each model")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
+
+@dataclasses.dataclass
+class Sst2Batches:
+    """SST-2 tokenized with a vocabulary trained on its training texts, as static-shape
+    bucketed batches of (ids, labels, weights): `train` in training order."""
+
+    vocab_size: int
+    labels: list[str]
+    train: list
+    test: list
+
+
+def sst2_batches(args: argparse.Namespace, steps: int) -> Sst2Batches:
     data = DataConfig(
         source="files",
         data_dir=args.data_dir,
@@ -190,29 +199,48 @@ def main() -> None:
         )
         for split, examples in splits.items()
     }
-    steps = args.rounds * args.round_steps
-    # The same batches, in the same order, for both models.
-    train_batches = list(
-        classification.make_dataset(tokenized["train"].dataset, data)
-        .repeat()
-        .take(steps)
-        .as_numpy_iterator()
+    train = classification.make_dataset(tokenized["train"].dataset, data).repeat().take(steps)
+    test = classification.make_dataset(tokenized["test"].dataset, data, training=False)
+    return Sst2Batches(
+        vocab_size=int(text_tokenizer.vocab_size()),
+        labels=labels,
+        train=list(train.as_numpy_iterator()),
+        test=list(test.as_numpy_iterator()),
     )
-    test_batches = list(
-        classification.make_dataset(
-            tokenized["test"].dataset, data, training=False
-        ).as_numpy_iterator()
-    )
-    # One batch of each shape: the warm-up round compiles them all.
-    warm_up = list({batch[0].shape: batch for batch in train_batches}.values())
-    training = TrainConfig(
+
+
+def training_config(args: argparse.Namespace, steps: int) -> TrainConfig:
+    return TrainConfig(
         steps=steps,
         peak_learning_rate=args.learning_rate,
         warmup_steps=args.warmup,
         label_smoothing=0.0,
         jit_compile=True,
     )
-    config = model_config(args, int(text_tokenizer.vocab_size()), len(labels))
+
+
+def seed_order(seed: int, steps: int):
+    """Seed k's order of the training batches (seed 0: as made)."""
+    return np.random.default_rng(seed).permutation(steps) if seed else range(steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_shared_arguments(parser)
+    parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
+    parser.add_argument("--round-steps", type=int, default=150, help="steps per round")
+    parser.add_argument("--seeds", type=int, default=3, help="trainings of each model")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    steps = args.rounds * args.round_steps
+    # The same batches, in the same order, for both models.
+    batches = sst2_batches(args, steps)
+    train_batches, test_batches = batches.train, batches.test
+    # One batch of each shape: the warm-up round compiles them all.
+    warm_up = list({batch[0].shape: batch for batch in train_batches}.values())
+    training = training_config(args, steps)
+    config = model_config(args, batches.vocab_size, len(batches.labels))
     builders = {"ours": ours, "keras_hub": keras_hub_bert}
     models = {name: build(config, training) for name, build in builders.items()}
     for name, model in models.items():
@@ -224,8 +252,7 @@ def main() -> None:
         for name, model in models.items():
             keras.utils.set_random_seed(seed)
             start_again(model, builders[name](config, training))
-        order = np.random.default_rng(seed).permutation(steps) if seed else range(steps)
-        seed_batches = [train_batches[index] for index in order]
+        seed_batches = [train_batches[index] for index in seed_order(seed, steps)]
         for round_number in range(args.rounds):
             chunk = seed_batches[
                 round_number * args.round_steps : (round_number + 1) * args.round_steps
