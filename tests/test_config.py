@@ -67,6 +67,21 @@ def test_overrides_are_typed_and_unknown_keys_name_the_key():
         config.load(overrides=["steps=3"])
 
 
+def test_an_empty_value_clears_a_string_key_and_is_an_error_elsewhere(tmp_path):
+    # YAML reads "key=" and "key:" as null: for a string key that is the empty string.
+    path = tmp_path / "pretrain.yaml"
+    path.write_text("task: denoising\ndenoising:\n  extra_text_files: a.txt\n")
+    experiment = config.load([path], ["denoising.extra_text_files="])
+    assert (experiment.denoising.extra_text_files, experiment.denoising.extra_text_paths()) == (
+        "",
+        (),
+    )
+    path.write_text("train:\n  frozen_layers:\n")
+    assert config.load([path]).train.frozen_layers == ""
+    with pytest.raises(ValueError, match="train.steps must be int, got None"):
+        config.load(overrides=["train.steps="])
+
+
 def test_yaml_files_merge_in_order_and_round_trip(tmp_path):
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
     first.write_text("model:\n  preset: small\ntrain:\n  steps: 10\n  seed: 4\n")

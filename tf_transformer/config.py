@@ -39,8 +39,12 @@ def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], where: str
 def _coerce(name: str, type_name: str, value: Any) -> Any:
     """`value` as the field's declared type (int, float, bool or str), or a ValueError.
 
-    YAML reads "2e-3" as a string and "3" as an int; both are fine for a float field.
+    YAML reads "2e-3" as a string and "3" as an int; both are fine for a float field. It
+    reads an empty value ("key=" on the command line, "key:" in a file) as null, which for
+    a string field is the empty string (every such field's "none").
     """
+    if type_name == "str" and value is None:
+        return ""
     if type_name == "float" and not isinstance(value, bool):
         try:
             return float(value)
