@@ -117,3 +117,21 @@ def test_pretraining_text_is_each_language_shuffled_plus_the_extra_files(tmp_pat
     assert sum((e, g) in pairs for e, g in zip(lines[:300], lines[300:600], strict=True)) < 10
     validation = list(denoising.monolingual_lines(experiment, "validation"))
     assert len(validation) == 20  # no extra text in validation
+
+
+def test_pretraining_text_of_a_labelled_tsv_is_its_text_column_without_the_header(tmp_path):
+    """SST-2's layout (sentence<TAB>label under a header line), as configs/pretrain_sst2.yaml
+    reads it: the header's "sentence" is not a line of text."""
+    for split, rows in {
+        "train": ["good film\t1", "bad film\t0"],
+        "validation": ["fine\t1"],
+    }.items():
+        (tmp_path / f"{split}.tsv").write_text("\n".join(["sentence\tlabel", *rows]) + "\n")
+    experiment = config_lib.load(
+        overrides=[*TINY_PRETRAINING, "data.source=files", f"data.data_dir={tmp_path}"]
+        + ["denoising.languages=en"]
+    )
+    lines = denoising.monolingual_lines(experiment, "train").as_numpy_iterator()
+    assert sorted(line.decode() for line in lines) == ["bad film", "good film"]
+    validation = denoising.monolingual_lines(experiment, "validation").as_numpy_iterator()
+    assert [line.decode() for line in validation] == ["fine"]

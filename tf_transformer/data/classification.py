@@ -29,8 +29,6 @@ from tf_transformer.data import pipeline, sources
 
 logger = logging.getLogger(__name__)
 
-HEADER_LABEL = "label"
-
 
 class LabelledText(NamedTuple):
     path: str
@@ -68,9 +66,9 @@ def read_labelled_tsv(path: str) -> LabelledText:
         text, tab, label = line.rpartition("\t")
         if not tab:
             raise ValueError(f"{path}: line {line_number} has no tab (expected text<TAB>label)")
-        label = label.strip()
-        if line_number == 1 and label.lower() == HEADER_LABEL:
+        if sources.is_header(line_number, line):
             continue
+        label = label.strip()
         if not text.strip():
             raise ValueError(f"{path}: line {line_number} has an empty text")
         if not label:

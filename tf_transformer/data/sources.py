@@ -6,7 +6,8 @@ Files are read through tf.io.gfile, so a path may be local or a URL (gs://, ram:
 They are checked before a dataset is built: a missing file, parallel files with
 different line counts, a line that is not UTF-8 or a TSV line without exactly one tab
 raises an error naming the file (and line). Empty lines pass through: the pipeline drops
-and counts pairs with an empty side (see pipeline.tokenize_pairs).
+and counts pairs with an empty side (see pipeline.tokenize_pairs). A TSV's first line is
+skipped when it is a header (`is_header`), as in labelled text (`sentence<TAB>label`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ SPLITS = ("train", "validation", "test")
 # File stems of the Multi30k task-1 raw files, by split.
 MULTI30K_FILE_STEMS = {"train": "train", "validation": "val", "test": "test_2016_flickr"}
 SYNTHETIC_LANGUAGES = ("en", "de")
+# The last field of a TSV header line (GLUE's "sentence<TAB>label").
+HEADER_LABEL = "label"
 # Lines split per vectorized tf.strings.split call when reading TSV files.
 _TSV_BATCH_SIZE = 4096
 # Bytes per read when checking a file's lines.
@@ -69,10 +72,16 @@ def parallel_file_pairs(
     return tf.data.Dataset.zip(_text_lines(source_path), _text_lines(target_path))
 
 
+def is_header(line_number: int, line: str) -> bool:
+    """Whether a TSV line names the columns: the first line, its last field "label"."""
+    return line_number == 1 and line.rpartition("\t")[2].strip().lower() == HEADER_LABEL
+
+
 def tsv_pairs(path: str | os.PathLike) -> tf.data.Dataset:
-    """A tab-separated file, plain or `.gz`: one "source<TAB>target" pair per line. An
-    empty line is an empty pair."""
+    """A tab-separated file, plain or `.gz`: one "source<TAB>target" pair per line, after
+    a header line if there is one (`is_header`). An empty line is an empty pair."""
     path = os.fspath(path)
+    header_lines = 0
     for line_number, line in checked_lines(path):
         fields = line.count("\t") + 1
         if line.strip() and fields != 2:
@@ -80,13 +89,15 @@ def tsv_pairs(path: str | os.PathLike) -> tf.data.Dataset:
                 f"{path}: line {line_number} has {fields} tab-separated fields, expected 2 "
                 "(source<TAB>target)"
             )
+        header_lines += is_header(line_number, line)
 
     def split_fields(lines: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # Empty lines have one field: to_tensor pads them to an empty pair.
         fields = tf.strings.split(lines, "\t").to_tensor(default_value="", shape=[None, 2])
         return fields[:, 0], fields[:, 1]
 
-    return _text_lines(path).batch(_TSV_BATCH_SIZE).map(split_fields).unbatch()
+    lines = _text_lines(path).skip(header_lines)
+    return lines.batch(_TSV_BATCH_SIZE).map(split_fields).unbatch()
 
 
 def directory_pairs(
