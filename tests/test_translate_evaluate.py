@@ -32,7 +32,7 @@ def test_translate_preserves_line_count_and_empty_lines(tiny_run, tmp_path):
 
 
 def test_overlong_input_is_truncated_with_a_warning(tiny_run, caplog):
-    translator = Translator.from_run(tiny_run)
+    translator = Translator.from_run(tiny_run, jit_compile=False)
     with caplog.at_level(logging.WARNING):
         translations = translator.translate([" ".join(["dog"] * 80)])
     assert len(translations) == 1

@@ -18,8 +18,9 @@ SENTENCES = ["The dog sees the ball.", "", "Now we have danced."]
 @pytest.fixture
 def translator(tiny_run):
     # Per test: the autouse fixture's tf.random.set_seed clears the resources (the
-    # SentencePiece op) of a translator made earlier.
-    return Translator.from_run(tiny_run)
+    # SentencePiece op) of a translator made earlier. Files and paths are under test
+    # here, not XLA: an uncompiled search spares each test a compilation.
+    return Translator.from_run(tiny_run, jit_compile=False)
 
 
 def copy_run(run_dir, destination: str) -> None:
@@ -45,15 +46,18 @@ def copy_run(run_dir, destination: str) -> None:
 def test_a_moved_run_and_a_run_in_memory_translate_from_any_working_directory(
     translator, tiny_run, tmp_path, monkeypatch
 ):
+    def translations(run_dir):
+        return Translator.from_run(run_dir, jit_compile=False).translate(SENTENCES)
+
     expected = translator.translate(SENTENCES)
     copy_run(tiny_run, str(tmp_path / "moved" / "run"))
     copy_run(tiny_run, "ram://translator_test/run")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    assert Translator.from_run(str(tmp_path / "moved" / "run")).translate(SENTENCES) == expected
-    assert Translator.from_run("../moved/run").translate(SENTENCES) == expected
-    assert Translator.from_run("ram://translator_test/run").translate(SENTENCES) == expected
+    assert translations(str(tmp_path / "moved" / "run")) == expected
+    assert translations("../moved/run") == expected
+    assert translations("ram://translator_test/run") == expected
     assert os.listdir(elsewhere) == []  # no local "ram:" folder
     with pytest.raises(FileNotFoundError, match="No trained model in ram://nothing/run"):
         Translator.from_run("ram://nothing/run")
