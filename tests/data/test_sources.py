@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 
 import pytest
@@ -37,6 +38,14 @@ def test_tsv_file(tmp_path):
         ("", ""),
         ("Größe", "Size"),
     ]
+
+
+def test_a_tsv_header_line_is_skipped_and_reported(tmp_path, caplog):
+    path = tmp_path / "train.tsv"
+    write_lines(path, ["sentence\tlabel", "good film\t1", "label\tlabel"])
+    with caplog.at_level(logging.INFO):
+        assert as_text(sources.tsv_pairs(path)) == [("good film", "1"), ("label", "label")]
+    assert f"{path}: line 1 is a header (its last field is 'label'), skipped" in caplog.text
 
 
 def test_files_source_reads_each_split_from_the_data_dir(tmp_path):

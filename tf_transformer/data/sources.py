@@ -13,6 +13,7 @@ skipped when it is a header (`is_header`), as in labelled text (`sentence<TAB>la
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 from collections.abc import Iterator
 
@@ -21,6 +22,8 @@ import tensorflow_datasets as tfds
 
 from tf_transformer.config import DataConfig, join_path
 from tf_transformer.data import synthetic
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 # File stems of the Multi30k task-1 raw files, by split.
@@ -90,6 +93,8 @@ def tsv_pairs(path: str | os.PathLike) -> tf.data.Dataset:
                 "(source<TAB>target)"
             )
         header_lines += is_header(line_number, line)
+    if header_lines:
+        logger.info("%s: line 1 is a header (its last field is %r), skipped", path, HEADER_LABEL)
 
     def split_fields(lines: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # Empty lines have one field: to_tensor pads them to an empty pair.
