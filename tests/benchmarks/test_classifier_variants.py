@@ -3,9 +3,10 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tf_transformer.config import ClassifierConfig
+from tf_transformer.config import ClassifierConfig, TrainConfig
 
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
@@ -37,3 +38,25 @@ def test_bad_variants_name_the_setting_or_key(variants):
         variants.parse_variant("first:pooling")
     with pytest.raises(ValueError, match="Unknown config key v.poling"):
         variants.variant_config(ClassifierConfig(), {"poling": "first"}, "v.")
+
+
+def test_embedding_lr_multiplier_scales_only_the_embeddings_step(variants):
+    overrides = variants.parse_variant("emb:embedding_lr_multiplier=10")[1]
+    config = variants.variant_config(ClassifierConfig(vocab_size=50), overrides, "v.")
+    training = TrainConfig(steps=10, peak_learning_rate=1e-3, warmup_steps=5)
+    model = variants.benchmark.ours(config, training)
+    before = {variable.path: variable.numpy().copy() for variable in model.trainable_weights}
+    variants.recompile_with_embedding_lr(model, training, overrides["embedding_lr_multiplier"])
+    ids = np.random.default_rng(0).integers(4, 50, (8, 6))
+    model.train_on_batch(ids, np.arange(8) % 2, sample_weight=np.ones(8, "float32"))
+    moved = {
+        variable.path.split("/", 1)[1]: np.abs(variable.numpy() - before[variable.path]).max()
+        for variable in model.trainable_weights
+    }
+    # Adam's first step moves every weight with a gradient by the learning rate.
+    np.testing.assert_allclose(
+        moved["source_embedding/embedding/embeddings"], 10 * moved["head/kernel"], rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        moved["encoder_block_0/ffn/inner/kernel"], moved["head/kernel"], rtol=1e-3
+    )
