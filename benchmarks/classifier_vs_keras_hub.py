@@ -125,9 +125,10 @@ def fit_round(name: str, model: keras.Model, batches: list) -> float:
 
 
 def start_again(model: keras.Model, fresh: keras.Model) -> None:
-    """Resets `model` (already compiled for every batch shape) to the initial weights of
-    `fresh`, the same model newly built, and its optimizer to step 0."""
-    for variable, value in zip(model.weights, fresh.weights, strict=True):
+    """Resets `model` (already compiled for every batch shape) to the initial weights
+    and dropout seed states of `fresh`, the same model newly built, and its optimizer to
+    step 0: a seed's run then draws what a fresh model's would, whatever ran before."""
+    for variable, value in zip(model.variables, fresh.variables, strict=True):
         variable.assign(value)
     for variable in model.optimizer.variables:
         variable.assign(tf.zeros_like(variable))

@@ -3,6 +3,7 @@
 import importlib.util
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -60,3 +61,16 @@ def test_embedding_lr_multiplier_scales_only_the_embeddings_step(variants):
     np.testing.assert_allclose(
         moved["encoder_block_0/ffn/inner/kernel"], moved["head/kernel"], rtol=1e-3
     )
+
+
+def test_starting_again_draws_the_dropout_of_a_fresh_model(variants):
+    config = ClassifierConfig(vocab_size=50, dropout=0.3, head_dropout=0.3)
+    training = TrainConfig(steps=10, peak_learning_rate=1e-3, warmup_steps=5)
+    ids = np.random.default_rng(0).integers(4, 50, (4, 6))
+    model = variants.benchmark.ours(config, training)
+    model(ids, training=True)  # a run before: the dropout seeds move on
+    keras.utils.set_random_seed(1)
+    variants.benchmark.start_again(model, variants.benchmark.ours(config, training))
+    keras.utils.set_random_seed(1)
+    fresh = variants.benchmark.ours(config, training)
+    np.testing.assert_array_equal(model(ids, training=True), fresh(ids, training=True))
