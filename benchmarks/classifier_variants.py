@@ -80,16 +80,10 @@ def redraw_kernels(model: keras.Model, stddev: float) -> None:
             variable.assign(keras.random.truncated_normal(variable.shape, stddev=stddev))
 
 
-def recompile_with_embedding_lr(model: keras.Model, training, multiplier: float) -> None:
-    """Compiles `model` as `benchmark.ours` does, with `EmbeddingScaledAdam`."""
+def embedding_scaled_optimizer(training, multiplier: float) -> EmbeddingScaledAdam:
+    """`training`'s optimizer (`build_optimizer`) with the embeddings' rate multiplied."""
     options = build_optimizer(training).get_config()
-    optimizer = EmbeddingScaledAdam.from_config({**options, "multiplier": multiplier})
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        weighted_metrics=["accuracy"],
-        jit_compile=training.jit_compile,
-    )
+    return EmbeddingScaledAdam.from_config({**options, "multiplier": multiplier})
 
 
 def main() -> None:
@@ -113,13 +107,14 @@ def main() -> None:
         accuracies = []
         for seed in range(args.seeds):
             keras.utils.set_random_seed(seed)
-            model = benchmark.ours(config, training)
+            optimizer = (
+                embedding_scaled_optimizer(training, float(overrides[EMBEDDING_LR_MULTIPLIER]))
+                if EMBEDDING_LR_MULTIPLIER in overrides
+                else None
+            )
+            model = benchmark.ours(config, training, optimizer)
             if KERNEL_STDDEV in overrides:
                 redraw_kernels(model, float(overrides[KERNEL_STDDEV]))
-            if EMBEDDING_LR_MULTIPLIER in overrides:
-                recompile_with_embedding_lr(
-                    model, training, float(overrides[EMBEDDING_LR_MULTIPLIER])
-                )
             order = benchmark.seed_order(seed, args.steps)
             benchmark.fit_round("ours", model, [batches.train[index] for index in order])
             accuracies.append(benchmark.accuracy("ours", model, batches.test))

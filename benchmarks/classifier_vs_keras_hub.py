@@ -61,7 +61,12 @@ def model_config(args: argparse.Namespace, vocab_size: int, classes: int) -> Cla
     )
 
 
-def ours(config: ClassifierConfig, training: TrainConfig) -> keras.Model:
+def ours(
+    config: ClassifierConfig,
+    training: TrainConfig,
+    optimizer: keras.optimizers.Optimizer | None = None,
+) -> keras.Model:
+    """Our classifier, compiled with `training`'s optimizer (or `optimizer`)."""
     model = TransformerClassifier(config)
     model.build()
     compile_for_training(
@@ -69,6 +74,7 @@ def ours(config: ClassifierConfig, training: TrainConfig) -> keras.Model:
         training,
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ["accuracy"],
+        optimizer,
     )
     return model
 

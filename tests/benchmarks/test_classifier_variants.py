@@ -45,9 +45,9 @@ def test_embedding_lr_multiplier_scales_only_the_embeddings_step(variants):
     overrides = variants.parse_variant("emb:embedding_lr_multiplier=10")[1]
     config = variants.variant_config(ClassifierConfig(vocab_size=50), overrides, "v.")
     training = TrainConfig(steps=10, peak_learning_rate=1e-3, warmup_steps=5)
-    model = variants.benchmark.ours(config, training)
+    optimizer = variants.embedding_scaled_optimizer(training, overrides["embedding_lr_multiplier"])
+    model = variants.benchmark.ours(config, training, optimizer)
     before = {variable.path: variable.numpy().copy() for variable in model.trainable_weights}
-    variants.recompile_with_embedding_lr(model, training, overrides["embedding_lr_multiplier"])
     ids = np.random.default_rng(0).integers(4, 50, (8, 6))
     model.train_on_batch(ids, np.arange(8) % 2, sample_weight=np.ones(8, "float32"))
     moved = {

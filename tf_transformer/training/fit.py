@@ -71,17 +71,18 @@ def compile_for_training(
     config: TrainConfig,
     loss: keras.losses.Loss | None = None,
     weighted_metrics: list | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
 ) -> None:
-    """Compiles `model` with the optimizer of `config` and the token-level loss and
-    metrics of the sequence tasks, or `loss` and `weighted_metrics` (which datasets of
-    (inputs, targets, sample weights) weigh) when given."""
+    """Compiles `model` with the optimizer of `config` (or `optimizer`) and the
+    token-level loss and metrics of the sequence tasks, or `loss` and `weighted_metrics`
+    (which datasets of (inputs, targets, sample weights) weigh) when given."""
     if loss is None:
         loss = MaskedLabelSmoothedCrossEntropy(config.label_smoothing)
         metrics = [MaskedAccuracy(), MaskedPerplexity()]
     else:
         metrics = None
     model.compile(
-        optimizer=build_optimizer(config),
+        optimizer=optimizer or build_optimizer(config),
         loss=loss,
         metrics=metrics,
         weighted_metrics=weighted_metrics,
