@@ -18,8 +18,9 @@ tokens) is the median over the rounds; the ratio is the median of the rounds' ra
 Accuracy: on test.tsv.gz (GLUE dev, 872 sentences, so one run's binomial standard error
 is about 1.4 points) after training. The whole training is repeated for each of --seeds
 seeds (its initial weights, and the order of the batches, the same order for both
-models); each model's accuracy is the median over the seeds, with every seed's figure
-beside it. Prints one JSON object on the last line.
+models; --first-seed starts them further on, to add seeds to an earlier run); each
+model's accuracy is the median over the seeds, with every seed's figure beside it.
+Prints one JSON object on the last line.
 """
 
 from __future__ import annotations
@@ -237,6 +238,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds")
     parser.add_argument("--round-steps", type=int, default=150, help="steps per round")
     parser.add_argument("--seeds", type=int, default=3, help="trainings of each model")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds run are first-seed .. first-seed + seeds - 1 (to extend an earlier run)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -255,7 +262,8 @@ def main() -> None:
     round_seconds: dict[str, list[float]] = {name: [] for name in models}
     round_tokens = []
     accuracies: dict[str, list[float]] = {name: [] for name in models}
-    for seed in range(args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
         for name, model in models.items():
             keras.utils.set_random_seed(seed)
             start_again(model, builders[name](config, training))
@@ -270,6 +278,7 @@ def main() -> None:
         for name, model in models.items():
             accuracies[name].append(accuracy(name, model, test_batches))
     results: dict[str, object] = {
+        "seeds": list(seeds),
         "steps": steps,
         "batch_tokens": args.batch_tokens,
         "max_length": args.max_length,
