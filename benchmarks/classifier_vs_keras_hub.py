@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 
@@ -277,6 +278,14 @@ def main() -> None:
                 round_seconds[name].append(fit_round(name, model, chunk))
         for name, model in models.items():
             accuracies[name].append(accuracy(name, model, test_batches))
+        # A seed takes minutes: say how each went (stderr; the JSON is on stdout).
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"{name} {accuracies[name][-1]:.2f}" for name in models)
+            + f" ({len(accuracies['ours'])} of {args.seeds} seeds)",
+            file=sys.stderr,
+            flush=True,
+        )
     results: dict[str, object] = {
         "seeds": list(seeds),
         "steps": steps,
