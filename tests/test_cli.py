@@ -76,7 +76,9 @@ def test_the_console_script_is_quiet_unless_verbose():
     assert quiet.returncode == verbose.returncode == 0
     assert '"tokens_per_s"' in quiet.stdout
     assert "oneDNN" not in quiet.stderr and "absl::InitializeLog" not in quiet.stderr
-    assert "oneDNN" in verbose.stderr
+    # TensorFlow prints its oneDNN notice on some CPUs only (not on AMD EPYC); the absl
+    # line on every machine.
+    assert "absl::InitializeLog" in verbose.stderr
     failed = run("train", "--set", "train.stpes=3")
     assert failed.returncode == 2
     assert "Unknown config key train.stpes" in failed.stderr
