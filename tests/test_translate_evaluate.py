@@ -109,6 +109,7 @@ def test_cached_and_uncached_decoding_give_the_same_translations(tiny_run, beam_
         assert with_cache[0].score == pytest.approx(without_cache[0].score, abs=1e-4)
 
 
+@pytest.mark.slow  # a fresh process imports TensorFlow and loads the run again
 def test_translate_command_in_a_fresh_process_reads_stdin(tiny_run):
     result = subprocess.run(
         [sys.executable, "-m", "tf_transformer.cli", "translate", "--model", str(tiny_run)],

@@ -62,6 +62,7 @@ def test_the_export_of_the_old_checkpoint_gives_the_recorded_outputs(saved_model
     assert_recorded(call(saved_model, name, tf.constant(RECORDED["inputs"])), name)
 
 
+@pytest.mark.slow  # the XLA export alone takes about two minutes
 @pytest.mark.parametrize("name", ["serving_default", "translate_nbest"])
 def test_the_xla_export_gives_the_recorded_outputs_at_every_batch_bucket(xla_saved_model, name):
     signature = xla_saved_model.signatures[name]
