@@ -30,7 +30,6 @@ import dataclasses
 import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
 
@@ -278,13 +277,13 @@ def main() -> None:
                 round_seconds[name].append(fit_round(name, model, chunk))
         for name, model in models.items():
             accuracies[name].append(accuracy(name, model, test_batches))
-        # A seed takes minutes: say how each went (stderr; the JSON is on stdout).
-        print(
-            f"seed {seed}: "
-            + ", ".join(f"{name} {accuracies[name][-1]:.2f}" for name in models)
-            + f" ({len(accuracies['ours'])} of {args.seeds} seeds)",
-            file=sys.stderr,
-            flush=True,
+        # A seed takes minutes: say how each went (on stderr; the JSON is on stdout).
+        logging.warning(
+            "seed %d: %s (%d of %d seeds)",
+            seed,
+            ", ".join(f"{name} {accuracies[name][-1]:.2f}" for name in models),
+            seed - args.first_seed + 1,
+            args.seeds,
         )
     results: dict[str, object] = {
         "seeds": list(seeds),
